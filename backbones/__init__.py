@@ -1,0 +1,1 @@
+"""Encoders: the only place that loads encoder weights or turns audio into token maps."""

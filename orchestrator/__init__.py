@@ -1,0 +1,1 @@
+"""Planning, extraction, Ray Tune, MLflow and aggregation for the probing benchmark."""

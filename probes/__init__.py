@@ -1,0 +1,1 @@
+"""Probe heads, losses, metrics and the fit/evaluate loop; usable with torch alone."""
