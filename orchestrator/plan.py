@@ -1,0 +1,101 @@
+"""The plan: which token maps to extract and which studies to tune, derived from a sweep config.
+
+A plan is pure data, computed without Ray, so ``--dry-run`` can show exactly the work a sweep
+will do (and a resumed sweep can tell which parts are already finished).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from orchestrator.config import DatasetChoice, EncoderChoice, ProbeChoice, SweepConfig
+
+SPLITS = ("train", "valid", "test")
+
+
+def encoder_label(enc: EncoderChoice) -> str:
+    """How an encoder appears in results: random weights are always labelled as such."""
+    if enc.checkpoint == "random":
+        size = enc.overrides.get("size", "base")
+        return f"{enc.name}@random-{size}"
+    return enc.name
+
+
+@dataclass(frozen=True)
+class ExtractionJob:
+    encoder: EncoderChoice
+    dataset: DatasetChoice
+    split: str
+
+
+@dataclass(frozen=True)
+class Study:
+    encoder: EncoderChoice
+    dataset: DatasetChoice
+    probe: ProbeChoice
+
+    @property
+    def backbone(self) -> str:
+        return encoder_label(self.encoder)
+
+    @property
+    def study_id(self) -> str:
+        """Stable, filesystem-safe id; changes when anything that shapes the study changes."""
+        payload = json.dumps(
+            [
+                self.encoder.name, self.encoder.checkpoint, self.encoder.overrides,
+                self.dataset.name, self.dataset.source, self.dataset.options,
+                self.probe.name, self.probe.search, self.probe.hparams,
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        digest = hashlib.sha1(payload.encode()).hexdigest()[:8]
+        safe = self.backbone.replace("@", "-")
+        return f"{safe}__{self.dataset.name}__{self.probe.name}__{digest}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    extractions: tuple[ExtractionJob, ...]
+    studies: tuple[Study, ...]
+    search_trials: int
+    final_trials: int
+
+    def describe(self, cfg: SweepConfig) -> str:
+        lines = [
+            f"sweep {cfg.name}: {len(cfg.encoders)} encoders x {len(cfg.datasets)} datasets x "
+            f"{len(cfg.probes)} probes",
+            f"  extraction jobs: {len(self.extractions)} (encoder x dataset x split)",
+            f"  studies:         {len(self.studies)}",
+            f"  search trials:   {self.search_trials} ({cfg.search.trials} per study, "
+            f"{cfg.search.startup_trials} Sobol then TPE, ASHA grace {cfg.search.grace_epochs} "
+            f"epochs, reduction {cfg.search.reduction_factor})",
+            f"  final trials:    {self.final_trials} (top {cfg.search.top_k} x "
+            f"{len(cfg.seeds)} seeds per study)",
+            f"  output:          {cfg.out_dir}",
+            f"  store:           {cfg.store_url}",
+            f"  mlflow:          {cfg.tracking_uri} (experiment {cfg.experiment!r})",
+            "  extraction:",
+        ]
+        lines += [f"    {encoder_label(j.encoder)} / {j.dataset.name} / {j.split}" for j in self.extractions]
+        lines.append("  studies:")
+        lines += [f"    {s.study_id}" for s in self.studies]
+        return "\n".join(lines)
+
+
+def make_plan(cfg: SweepConfig) -> Plan:
+    extractions = tuple(
+        ExtractionJob(enc, ds, split) for enc in cfg.encoders for ds in cfg.datasets for split in SPLITS
+    )
+    studies = tuple(
+        Study(enc, ds, probe) for enc in cfg.encoders for ds in cfg.datasets for probe in cfg.probes
+    )
+    return Plan(
+        extractions=extractions,
+        studies=studies,
+        search_trials=len(studies) * cfg.search.trials,
+        final_trials=len(studies) * cfg.search.top_k * len(cfg.seeds),
+    )

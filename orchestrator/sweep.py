@@ -1,0 +1,168 @@
+"""Entry point: ``python -m orchestrator.sweep NAME [overrides] [--out DIR] [--dry-run] [--resume]``.
+
+Composes the sweep, validates it (exit code 2 on any bad name or value, before Ray starts),
+plans it, extracts token maps, runs every study on Ray Tune, writes the results table and the
+report, and logs it all to MLflow. Re-running the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("orchestrator.sweep")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m orchestrator.sweep",
+        description="Run a probing benchmark sweep (sweeps/<NAME>.yaml) end to end.",
+    )
+    p.add_argument("name", nargs="?", help="sweep name, e.g. quickstart or full_benchmark")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. probe=[linear,protobin] search.trials=4")
+    p.add_argument("--out", help="output folder (default outputs/<sweep name>)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; start no Ray")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted sweep in its output folder (re-running does too)")
+    p.add_argument("--list", action="store_true", help="list encoders, datasets, probes and sweeps")
+    return p
+
+
+def list_registered() -> str:
+    from backbones import BACKBONES
+    from orchestrator.config import list_sweeps
+    from orchestrator.datasets import DATASETS
+    from probes import PROBES
+
+    lines = ["Encoders:"]
+    for name in BACKBONES.names():
+        lines.append(f"  {name}")
+    lines.append("Datasets:")
+    for name in DATASETS.names():
+        spec = DATASETS.get(name)
+        lines.append(
+            f"  {name:14s} {spec.task:10s} {len(spec.classes) or '?':>4} classes  "
+            f"{spec.metric:8s} {spec.source}"
+        )
+    lines.append("Probes:")
+    lines += [f"  {name}" for name in PROBES.names()]
+    lines.append("Sweeps:")
+    lines += [f"  {name}" for name in list_sweeps()]
+    return "\n".join(lines)
+
+
+def _init_ray(address: str) -> bool:
+    """Connect to ``address`` or start a local Ray; return True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return True
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return True
+
+
+def run(cfg, resume: bool = False) -> int:
+    """Run a validated sweep; return the process exit code."""
+    import polars as pl
+    import ray
+    from omegaconf import OmegaConf
+    from tqdm import tqdm
+
+    from orchestrator.plan import make_plan
+    from orchestrator.provenance import provenance_tags
+    from orchestrator.report import write_report
+    from orchestrator.runner import run_extractions, run_study
+    from orchestrator.tracking import Tracker
+
+    plan = make_plan(cfg)
+    if resume and not (cfg.out_dir / "studies").exists():
+        log.error("--resume: nothing to resume in %s (no studies/ folder); run without --resume.",
+                  cfg.out_dir)
+        return 2
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    started_at = time.monotonic()
+    started_ray = _init_ray(cfg.ray.address)
+    failed: list[str] = []
+    try:
+        tracker = Tracker(cfg.tracking_uri, cfg.experiment)
+        log.info("MLflow: %s, experiment %r", cfg.tracking_uri, cfg.experiment)
+        log.info("extracting token maps (%d jobs)", len(plan.extractions))
+        extracted = run_extractions(cfg, plan)
+        frames = []
+        for study in tqdm(plan.studies, desc="studies", unit="study"):
+            pair = (study.backbone, study.dataset.name)
+            try:
+                rows = run_study(cfg, study, extracted[pair], tracker)
+            except (ray.exceptions.RayError, RuntimeError, ValueError, OSError) as err:
+                log.exception("study %s failed: %s", study.study_id, err)
+                rows = pl.DataFrame()
+            if rows.is_empty():
+                failed.append(study.study_id)
+            else:
+                frames.append(rows)
+        if not frames:
+            log.error("no study finished; nothing to report")
+            return 1
+        results = pl.concat(frames, how="diagonal_relaxed")
+        results.write_csv(cfg.out_dir / "results.csv")
+        results.write_parquet(cfg.out_dir / "results.parquet")
+        paths = write_report(results, cfg.out_dir / "report", tie_rule=cfg.tie_rule)
+        sweep_run = tracker.ensure_run(
+            f"{cfg.name}-report", {**provenance_tags(), "overrides": " ".join(cfg.overrides)},
+            kind="sweep", sweep=cfg.name,
+        )
+        tracker.log(sweep_run, metrics={"studies_finished": len(frames), "studies_failed": len(failed),
+                                        "wall_seconds": time.monotonic() - started_at})
+        tracker.log_artifacts(sweep_run, [cfg.out_dir / "results.csv", *paths.values()], "report")
+        tracker.finish(sweep_run, "FINISHED" if not failed else "FAILED")
+        _print_summary(cfg, paths, failed, time.monotonic() - started_at)
+        OmegaConf.save(OmegaConf.create({"overrides": list(cfg.overrides)}), cfg.out_dir / "overrides.yaml")
+        return 1 if failed else 0
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _print_summary(cfg, paths: dict[str, Path], failed: list[str], seconds: float) -> None:
+    report_md = paths.get("report.md") or paths.get("report")
+    if report_md and Path(report_md).exists():
+        print(Path(report_md).read_text())
+    if failed:
+        print(f"\n{len(failed)} studies failed (missing cells in the report): {', '.join(failed)}")
+    print(f"\nfinished in {seconds:.0f} s. Results: {cfg.out_dir / 'results.csv'}; "
+          f"report: {cfg.out_dir / 'report'}")
+    print(f"MLflow UI: mlflow ui --backend-store-uri {cfg.tracking_uri}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from orchestrator.config import ConfigError, list_sweeps, load
+
+    if args.list:
+        print(list_registered())
+        return 0
+    if not args.name:
+        print(f"error: give a sweep name ({', '.join(list_sweeps())}) or --list", file=sys.stderr)
+        return 2
+    try:
+        cfg = load(args.name, args.overrides, out_dir=args.out)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        from orchestrator.plan import make_plan
+
+        print(make_plan(cfg).describe(cfg))
+        return 0
+    return run(cfg, resume=args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
