@@ -200,7 +200,10 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         EncoderChoice(
             name=name,
             checkpoint=(body or {}).get("checkpoint") or defaults.get("checkpoint"),
-            overrides={**(defaults.get("overrides") or {}), **((body or {}).get("overrides") or {})},
+            overrides={
+                **(defaults.get("overrides") or {}),
+                **((body or {}).get("overrides") or {}),
+            },
         )
         for name, body in raw["encoder"].items()
     )
@@ -247,7 +250,9 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         ray=RayConfig(
             address=r.get("address") or "",
             storage_path=r.get("storage_path") or "",
-            max_concurrent_trials=_as_int("ray", "max_concurrent_trials", r["max_concurrent_trials"]),
+            max_concurrent_trials=_as_int(
+                "ray", "max_concurrent_trials", r["max_concurrent_trials"]
+            ),
             cpus_per_trial=float(r["cpus_per_trial"]),
             gpus_per_trial=float(r["gpus_per_trial"]),
             cpus_per_extraction=float(r["cpus_per_extraction"]),

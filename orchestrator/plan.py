@@ -45,9 +45,15 @@ class Study:
         """Stable, filesystem-safe id; changes when anything that shapes the study changes."""
         payload = json.dumps(
             [
-                self.encoder.name, self.encoder.checkpoint, self.encoder.overrides,
-                self.dataset.name, self.dataset.source, self.dataset.options,
-                self.probe.name, self.probe.search, self.probe.hparams,
+                self.encoder.name,
+                self.encoder.checkpoint,
+                self.encoder.overrides,
+                self.dataset.name,
+                self.dataset.source,
+                self.dataset.options,
+                self.probe.name,
+                self.probe.search,
+                self.probe.hparams,
             ],
             sort_keys=True,
             default=str,
@@ -80,7 +86,10 @@ class Plan:
             f"  mlflow:          {cfg.tracking_uri} (experiment {cfg.experiment!r})",
             "  extraction:",
         ]
-        lines += [f"    {encoder_label(j.encoder)} / {j.dataset.name} / {j.split}" for j in self.extractions]
+        lines += [
+            f"    {encoder_label(j.encoder)} / {j.dataset.name} / {j.split}"
+            for j in self.extractions
+        ]
         lines.append("  studies:")
         lines += [f"    {s.study_id}" for s in self.studies]
         return "\n".join(lines)
@@ -88,7 +97,10 @@ class Plan:
 
 def make_plan(cfg: SweepConfig) -> Plan:
     extractions = tuple(
-        ExtractionJob(enc, ds, split) for enc in cfg.encoders for ds in cfg.datasets for split in SPLITS
+        ExtractionJob(enc, ds, split)
+        for enc in cfg.encoders
+        for ds in cfg.datasets
+        for split in SPLITS
     )
     studies = tuple(
         Study(enc, ds, probe) for enc in cfg.encoders for ds in cfg.datasets for probe in cfg.probes

@@ -61,13 +61,23 @@ def _extract_pair(encoder, dataset, cfg: SweepConfig) -> Extracted:
     keys, skipped = {}, 0
     for split in ("train", "valid", "test"):
         keys[split] = extract_split(
-            backbone, spec, split, store, data_root=cfg.data_root,
-            batch_size=cfg.extract_batch_size, progress=False,
+            backbone,
+            spec,
+            split,
+            store,
+            data_root=cfg.data_root,
+            batch_size=cfg.extract_batch_size,
+            progress=False,
         )
         skipped += len(store.manifest(keys[split]).get("skipped", []))
     return Extracted(
-        keys=keys, weights_id=backbone.weights_id, dataset_version=spec.version,
-        task=spec.task, metric=spec.metric, num_classes=len(spec.classes), skipped=skipped,
+        keys=keys,
+        weights_id=backbone.weights_id,
+        dataset_version=spec.version,
+        task=spec.task,
+        metric=spec.metric,
+        num_classes=len(spec.classes),
+        skipped=skipped,
     )
 
 
@@ -100,8 +110,16 @@ def _trainable(spec: TrialSpec, cfg: SweepConfig):
     return tune.with_resources(tune.with_parameters(run_trial, spec=spec), resources)
 
 
-def _run_stage(cfg: SweepConfig, spec: TrialSpec, tracker_cb: TrialTracker, *, searcher=None,
-               scheduler=None, param_space=None, num_samples: int = 1) -> pl.DataFrame:
+def _run_stage(
+    cfg: SweepConfig,
+    spec: TrialSpec,
+    tracker_cb: TrialTracker,
+    *,
+    searcher=None,
+    scheduler=None,
+    param_space=None,
+    num_samples: int = 1,
+) -> pl.DataFrame:
     storage = cfg.tune_storage
     name = f"{spec.study_id}/{spec.stage}"
     trainable = _trainable(spec, cfg)
@@ -111,12 +129,19 @@ def _run_stage(cfg: SweepConfig, spec: TrialSpec, tracker_cb: TrialTracker, *, s
             trainable,
             param_space=param_space or {},
             tune_config=tune.TuneConfig(
-                metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
-                num_samples=num_samples, reuse_actors=True,
+                metric=METRIC,
+                mode=MODE,
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=num_samples,
+                reuse_actors=True,
                 max_concurrent_trials=cfg.ray.max_concurrent_trials or None,
             ),
             run_config=tune.RunConfig(
-                name=name, storage_path=storage, callbacks=[tracker_cb], verbose=0,
+                name=name,
+                storage_path=storage,
+                callbacks=[tracker_cb],
+                verbose=0,
                 failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
             ),
         )
@@ -126,18 +151,20 @@ def _run_stage(cfg: SweepConfig, spec: TrialSpec, tracker_cb: TrialTracker, *, s
     for result in grid:
         metrics = result.metrics or {}
         config = dict(result.config or {})
-        rows.append({
-            "trial_id": metrics.get("trial_id", ""),
-            "stage": spec.stage,
-            "status": "error" if result.error else "ok",
-            "error": str(result.error)[-2000:] if result.error else "",
-            "epochs": int(metrics.get("epoch", 0) or 0),
-            "config": repr(config),
-            **{k: v for k, v in metrics.items() if k.startswith(("val_", "test_"))},
-            "seed": int(config.get("seed", 0)),
-            "config_index": int(config.get("config_index", -1)),
-            **{f"param.{k}": v for k, v in config.items() if k not in ("seed", "config_index")},
-        })
+        rows.append(
+            {
+                "trial_id": metrics.get("trial_id", ""),
+                "stage": spec.stage,
+                "status": "error" if result.error else "ok",
+                "error": str(result.error)[-2000:] if result.error else "",
+                "epochs": int(metrics.get("epoch", 0) or 0),
+                "config": repr(config),
+                **{k: v for k, v in metrics.items() if k.startswith(("val_", "test_"))},
+                "seed": int(config.get("seed", 0)),
+                "config_index": int(config.get("config_index", -1)),
+                **{f"param.{k}": v for k, v in config.items() if k not in ("seed", "config_index")},
+            }
+        )
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
@@ -148,8 +175,10 @@ def top_configs(search: pl.DataFrame, k: int, epochs: int) -> list[dict[str, Any
         return []
     params = [c for c in ok.columns if c.startswith("param.")]
     best = ok.sort([pl.col("epochs") == epochs, METRIC], descending=True).head(k)
-    return [{c.removeprefix("param."): row[c] for c in params if row[c] is not None}
-            for row in best.iter_rows(named=True)]
+    return [
+        {c.removeprefix("param."): row[c] for c in params if row[c] is not None}
+        for row in best.iter_rows(named=True)
+    ]
 
 
 def _atomic_parquet(frame: pl.DataFrame, path: Path) -> None:
@@ -159,7 +188,9 @@ def _atomic_parquet(frame: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def run_study(cfg: SweepConfig, study: Study, extracted: Extracted, tracker: Tracker) -> pl.DataFrame:
+def run_study(
+    cfg: SweepConfig, study: Study, extracted: Extracted, tracker: Tracker
+) -> pl.DataFrame:
     """Search, final seeds, selection; returns the study's result rows (one per seed)."""
     folder = cfg.out_dir / "studies" / study.study_id
     done = folder / "final.parquet"
@@ -167,25 +198,43 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted, tracker: Tra
         log.info("study %s already finished; skipping", study.study_id)
         return pl.read_parquet(done)
     tags = {
-        "kind": "study", "study_id": study.study_id, "backbone": study.backbone,
-        "encoder": study.encoder.name, "weights_id": extracted.weights_id,
-        "dataset": study.dataset.name, "dataset_version": extracted.dataset_version,
-        "probe": study.probe.name, "metric": extracted.metric, **provenance_tags(),
+        "kind": "study",
+        "study_id": study.study_id,
+        "backbone": study.backbone,
+        "encoder": study.encoder.name,
+        "weights_id": extracted.weights_id,
+        "dataset": study.dataset.name,
+        "dataset_version": extracted.dataset_version,
+        "probe": study.probe.name,
+        "metric": extracted.metric,
+        **provenance_tags(),
     }
     parent = tracker.ensure_run(study.study_id, tags, kind="study", study_id=study.study_id)
     base = dict(
-        study_id=study.study_id, probe=study.probe.name, probe_hparams=study.probe.hparams,
-        task=extracted.task, num_classes=extracted.num_classes, store_url=cfg.store_url,
-        keys=extracted.keys, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-        warmup_epochs=cfg.train.warmup_epochs, device=cfg.train.device,
+        study_id=study.study_id,
+        probe=study.probe.name,
+        probe_hparams=study.probe.hparams,
+        task=extracted.task,
+        num_classes=extracted.num_classes,
+        store_url=cfg.store_url,
+        keys=extracted.keys,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        warmup_epochs=cfg.train.warmup_epochs,
+        device=cfg.train.device,
     )
     child_tags = {k: v for k, v in tags.items() if k != "kind"} | {"kind": "trial"}
     space = load_space(study.probe.search, study.probe.name)
     search = _run_stage(
-        cfg, TrialSpec(stage="search", **base),
-        TrialTracker(tracker.tracking_uri, cfg.experiment, parent, child_tags, "search", cfg.train.epochs),
+        cfg,
+        TrialSpec(stage="search", **base),
+        TrialTracker(
+            tracker.tracking_uri, cfg.experiment, parent, child_tags, "search", cfg.train.epochs
+        ),
         searcher=make_searcher(space, cfg.search.startup_trials),
-        scheduler=make_scheduler(cfg.train.epochs, cfg.search.grace_epochs, cfg.search.reduction_factor),
+        scheduler=make_scheduler(
+            cfg.train.epochs, cfg.search.grace_epochs, cfg.search.reduction_factor
+        ),
         num_samples=cfg.search.trials,
     )
     configs = top_configs(search, cfg.search.top_k, cfg.train.epochs)
@@ -196,10 +245,15 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted, tracker: Tra
         _atomic_parquet(search, folder / "trials.parquet")
         return pl.DataFrame()
     final = _run_stage(
-        cfg, TrialSpec(stage="final", configs=tuple(configs), **base),
-        TrialTracker(tracker.tracking_uri, cfg.experiment, parent, child_tags, "final", cfg.train.epochs),
-        param_space={"config_index": tune.grid_search(list(range(len(configs)))),
-                     "seed": tune.grid_search(list(cfg.seeds))},
+        cfg,
+        TrialSpec(stage="final", configs=tuple(configs), **base),
+        TrialTracker(
+            tracker.tracking_uri, cfg.experiment, parent, child_tags, "final", cfg.train.epochs
+        ),
+        param_space={
+            "config_index": tune.grid_search(list(range(len(configs)))),
+            "seed": tune.grid_search(list(cfg.seeds)),
+        },
     )
     _atomic_parquet(pl.concat([search, final], how="diagonal_relaxed"), folder / "trials.parquet")
     rows = select_final(final, configs, study, extracted)
@@ -210,8 +264,11 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted, tracker: Tra
     tracker.log(
         parent,
         params={f"best.{k}": v for k, v in best.items()},
-        metrics={"test_score_mean": rows["score"].mean(), "test_score_sd": rows["score"].std() or 0.0,
-                 "val_score_mean": rows["val_score"].mean()},
+        metrics={
+            "test_score_mean": rows["score"].mean(),
+            "test_score_sd": rows["score"].std() or 0.0,
+            "val_score_mean": rows["val_score"].mean(),
+        },
         tags={"n_seeds": rows.height},
     )
     tracker.finish(parent, "FINISHED")
@@ -219,27 +276,41 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted, tracker: Tra
     return rows
 
 
-def select_final(final: pl.DataFrame, configs: list[dict[str, Any]], study: Study,
-                 extracted: Extracted) -> pl.DataFrame:
+def select_final(
+    final: pl.DataFrame, configs: list[dict[str, Any]], study: Study, extracted: Extracted
+) -> pl.DataFrame:
     """Keep the seeds of the top-k config with the best mean validation score."""
     ok = final.filter((pl.col("status") == "ok") & pl.col("test_score").is_not_null())
     if ok.is_empty():
         return pl.DataFrame()
-    means = ok.group_by("config_index").agg(pl.col("val_score").mean().alias("m")).sort("m", descending=True)
+    means = (
+        ok.group_by("config_index")
+        .agg(pl.col("val_score").mean().alias("m"))
+        .sort("m", descending=True)
+    )
     chosen = int(means["config_index"][0])
     picked = ok.filter(pl.col("config_index") == chosen).sort("seed")
     train_kw, probe_kw = split_params(configs[chosen])
-    return pl.DataFrame([
-        {
-            "backbone": study.backbone, "encoder": study.encoder.name,
-            "weights_id": extracted.weights_id, "dataset": study.dataset.name,
-            "dataset_version": extracted.dataset_version, "probe": study.probe.name,
-            "seed": int(row["seed"]), "score": float(row["test_score"]),
-            "metric": extracted.metric, "val_score": float(row["val_score"]),
-            "config_index": chosen, "lr": float(train_kw.get("lr", float("nan"))),
-            "weight_decay": float(train_kw.get("weight_decay", float("nan"))),
-            "probe_hparams": repr({**study.probe.hparams, **probe_kw}),
-            "study_id": study.study_id, "git_sha": git_sha(),
-        }
-        for row in picked.iter_rows(named=True)
-    ])
+    return pl.DataFrame(
+        [
+            {
+                "backbone": study.backbone,
+                "encoder": study.encoder.name,
+                "weights_id": extracted.weights_id,
+                "dataset": study.dataset.name,
+                "dataset_version": extracted.dataset_version,
+                "probe": study.probe.name,
+                "seed": int(row["seed"]),
+                "score": float(row["test_score"]),
+                "metric": extracted.metric,
+                "val_score": float(row["val_score"]),
+                "config_index": chosen,
+                "lr": float(train_kw.get("lr", float("nan"))),
+                "weight_decay": float(train_kw.get("weight_decay", float("nan"))),
+                "probe_hparams": repr({**study.probe.hparams, **probe_kw}),
+                "study_id": study.study_id,
+                "git_sha": git_sha(),
+            }
+            for row in picked.iter_rows(named=True)
+        ]
+    )

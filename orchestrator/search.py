@@ -79,7 +79,9 @@ def load_space(name: str, probe: str = "") -> tuple[ParamSpec, ...]:
                     f"high={high!r}."
                 )
             if kind == "loguniform" and float(low) <= 0:
-                raise ConfigError(f"search space {name!r}: {param!r} is loguniform, low must be > 0.")
+                raise ConfigError(
+                    f"search space {name!r}: {param!r} is loguniform, low must be > 0."
+                )
             spec = ParamSpec(param, kind, low=low, high=high)
         specs.append(spec)
     if not specs:
@@ -97,7 +99,9 @@ class SobolThenTPE(BaseSampler):
 
     def __init__(self, startup_trials: int, seed: int = 0) -> None:
         self.startup_trials = startup_trials
-        self._qmc = QMCSampler(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False)
+        self._qmc = QMCSampler(
+            qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False
+        )
         self._tpe = TPESampler(n_startup_trials=0, seed=seed, multivariate=True)
 
     def _pick(self, trial: FrozenTrial) -> BaseSampler:

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m orchestrator.sweep NAME [overrides] [--out DIR] [--dry-run] [--resume]``.
+"""Entry point: ``python -m orchestrator.sweep NAME [overrides] [--out DIR] [--dry-run]``.
 
 Composes the sweep, validates it (exit code 2 on any bad name or value, before Ray starts),
 plans it, extracts token maps, runs every study on Ray Tune, writes the results table and the
@@ -22,11 +22,16 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a probing benchmark sweep (sweeps/<NAME>.yaml) end to end.",
     )
     p.add_argument("name", nargs="?", help="sweep name, e.g. quickstart or full_benchmark")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. probe=[linear,protobin] search.trials=4")
+    p.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. probe=[linear,protobin] search.trials=4"
+    )
     p.add_argument("--out", help="output folder (default outputs/<sweep name>)")
     p.add_argument("--dry-run", action="store_true", help="print the plan; start no Ray")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted sweep in its output folder (re-running does too)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted sweep in its output folder (re-running does too)",
+    )
     p.add_argument("--list", action="store_true", help="list encoders, datasets, probes and sweeps")
     return p
 
@@ -82,8 +87,10 @@ def run(cfg, resume: bool = False) -> int:
 
     plan = make_plan(cfg)
     if resume and not (cfg.out_dir / "studies").exists():
-        log.error("--resume: nothing to resume in %s (no studies/ folder); run without --resume.",
-                  cfg.out_dir)
+        log.error(
+            "--resume: nothing to resume in %s (no studies/ folder); run without --resume.",
+            cfg.out_dir,
+        )
         return 2
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     started_at = time.monotonic()
@@ -114,15 +121,25 @@ def run(cfg, resume: bool = False) -> int:
         results.write_parquet(cfg.out_dir / "results.parquet")
         paths = write_report(results, cfg.out_dir / "report", tie_rule=cfg.tie_rule)
         sweep_run = tracker.ensure_run(
-            f"{cfg.name}-report", {**provenance_tags(), "overrides": " ".join(cfg.overrides)},
-            kind="sweep", sweep=cfg.name,
+            f"{cfg.name}-report",
+            {**provenance_tags(), "overrides": " ".join(cfg.overrides)},
+            kind="sweep",
+            sweep=cfg.name,
         )
-        tracker.log(sweep_run, metrics={"studies_finished": len(frames), "studies_failed": len(failed),
-                                        "wall_seconds": time.monotonic() - started_at})
+        tracker.log(
+            sweep_run,
+            metrics={
+                "studies_finished": len(frames),
+                "studies_failed": len(failed),
+                "wall_seconds": time.monotonic() - started_at,
+            },
+        )
         tracker.log_artifacts(sweep_run, [cfg.out_dir / "results.csv", *paths.values()], "report")
         tracker.finish(sweep_run, "FINISHED" if not failed else "FAILED")
         _print_summary(cfg, paths, failed, time.monotonic() - started_at)
-        OmegaConf.save(OmegaConf.create({"overrides": list(cfg.overrides)}), cfg.out_dir / "overrides.yaml")
+        OmegaConf.save(
+            OmegaConf.create({"overrides": list(cfg.overrides)}), cfg.out_dir / "overrides.yaml"
+        )
         return 1 if failed else 0
     finally:
         if started_ray:
@@ -135,14 +152,18 @@ def _print_summary(cfg, paths: dict[str, Path], failed: list[str], seconds: floa
         print(Path(report_md).read_text())
     if failed:
         print(f"\n{len(failed)} studies failed (missing cells in the report): {', '.join(failed)}")
-    print(f"\nfinished in {seconds:.0f} s. Results: {cfg.out_dir / 'results.csv'}; "
-          f"report: {cfg.out_dir / 'report'}")
+    print(
+        f"\nfinished in {seconds:.0f} s. Results: {cfg.out_dir / 'results.csv'}; "
+        f"report: {cfg.out_dir / 'report'}"
+    )
     print(f"MLflow UI: mlflow ui --backend-store-uri {cfg.tracking_uri}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from orchestrator.config import ConfigError, list_sweeps, load
 
     if args.list:

@@ -39,14 +39,18 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.experiment_id = (
+            found.experiment_id if found else self.client.create_experiment(experiment)
+        )
 
     def find_run(self, **tags: str) -> str | None:
         query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
         runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
         return runs[0].info.run_id if runs else None
 
-    def ensure_run(self, name: str, tags: dict[str, str], parent: str | None = None, **key: str) -> str:
+    def ensure_run(
+        self, name: str, tags: dict[str, str], parent: str | None = None, **key: str
+    ) -> str:
         """Return the run carrying ``key`` tags, creating it (with ``tags``) if absent."""
         run_id = self.find_run(**key)
         if run_id is None:
@@ -57,9 +61,14 @@ class Tracker:
             run_id = run.info.run_id
         return run_id
 
-    def log(self, run_id: str, params: dict[str, Any] | None = None,
-            metrics: dict[str, float] | None = None, tags: dict[str, Any] | None = None,
-            step: int = 0) -> None:
+    def log(
+        self,
+        run_id: str,
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, Any] | None = None,
+        step: int = 0,
+    ) -> None:
         now = int(time.time() * 1000)
         flat = _flat("", params or {})
         existing = self.client.get_run(run_id).data.params if flat else {}
@@ -77,7 +86,9 @@ class Tracker:
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
-    def log_artifacts(self, run_id: str, paths: list[Path], artifact_path: str | None = None) -> None:
+    def log_artifacts(
+        self, run_id: str, paths: list[Path], artifact_path: str | None = None
+    ) -> None:
         for path in paths:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
@@ -85,8 +96,15 @@ class Tracker:
 class TrialTracker(Callback):
     """Ray Tune callback logging each trial of one study stage as a nested MLflow run."""
 
-    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str,
-                 tags: dict[str, str], stage: str, max_epochs: int) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        parent_run_id: str,
+        tags: dict[str, str],
+        stage: str,
+        max_epochs: int,
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.parent_run_id = parent_run_id
@@ -112,8 +130,11 @@ class TrialTracker(Callback):
             config = {k: v for k, v in trial.config.items()}
             tags = {**self.tags, "stage": self.stage, "seed": str(config.get("seed", ""))}
             run_id = self.tracker.ensure_run(
-                f"{self.stage}-{trial.trial_id}", tags, parent=self.parent_run_id,
-                trial_id=trial.trial_id, study_id=self.tags["study_id"],
+                f"{self.stage}-{trial.trial_id}",
+                tags,
+                parent=self.parent_run_id,
+                trial_id=trial.trial_id,
+                study_id=self.tags["study_id"],
             )
             self.tracker.log(run_id, params=config)
             self._runs[trial.trial_id] = run_id
@@ -124,7 +145,8 @@ class TrialTracker(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         metrics = {
-            k: v for k, v in result.items()
+            k: v
+            for k, v in result.items()
             if k.startswith(("val_", "test_", "train_")) and isinstance(v, (int, float))
         }
         self.tracker.log(self._run_for(trial), metrics=metrics, step=int(result.get("epoch", 0)))
@@ -143,5 +165,9 @@ class TrialTracker(Callback):
         run_id = self._run_for(trial)
         self.tracker.log(run_id, tags={"error": error or "unknown error (see Ray logs)"})
         self.tracker.finish(run_id, "FAILED")
-        log.warning("trial %s of %s failed: %s", trial.trial_id, self.tags["study_id"],
-                    error.strip().splitlines()[-1] if error.strip() else "see Ray logs")
+        log.warning(
+            "trial %s of %s failed: %s",
+            trial.trial_id,
+            self.tags["study_id"],
+            error.strip().splitlines()[-1] if error.strip() else "see Ray logs",
+        )

@@ -88,7 +88,10 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     embed_dim = int(data["train"].tokens.shape[-1])
     torch.manual_seed(seed)
     probe = create_probe(
-        spec.probe, embed_dim=embed_dim, num_classes=spec.num_classes, **{**spec.probe_hparams, **probe_kw}
+        spec.probe,
+        embed_dim=embed_dim,
+        num_classes=spec.num_classes,
+        **{**spec.probe_hparams, **probe_kw},
     )
     device = _device(spec.device)
     train_config = TrainConfig(

@@ -22,7 +22,9 @@ def test_quickstart_composes_to_frozen_config(tmp_path):
 
 
 def test_group_override_selects_a_subset(tmp_path):
-    cfg = build(compose("quickstart", ["probe=[protobin]", "dataset=[synth_events]"], str(tmp_path)))
+    cfg = build(
+        compose("quickstart", ["probe=[protobin]", "dataset=[synth_events]"], str(tmp_path))
+    )
     assert [p.name for p in cfg.probes] == ["protobin"]
     assert cfg.probes[0].search == "prototypes"
     plan = make_plan(cfg)
@@ -69,6 +71,8 @@ def test_bad_values_are_refused(override, needle, tmp_path):
 
 def test_study_id_changes_with_what_shapes_the_study(tmp_path):
     a = make_plan(build(compose("quickstart", [], str(tmp_path)))).studies[0]
-    b = make_plan(build(compose("quickstart", ["encoder_defaults.overrides.seed=1"], str(tmp_path)))).studies[0]
+    b = make_plan(
+        build(compose("quickstart", ["encoder_defaults.overrides.seed=1"], str(tmp_path)))
+    ).studies[0]
     assert a.study_id != b.study_id
     assert a.backbone == "beats@random-tiny" or a.backbone == "eat@random-tiny"
