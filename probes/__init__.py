@@ -1,9 +1,9 @@
 """Probe heads, losses, metrics and the fit/evaluate loop; usable with torch alone.
 
-    from probes import create_probe, fit, evaluate, ProbeData, TrainConfig
-    probe = create_probe("protobin", embed_dim=768, num_classes=527, prototypes_per_class=10)
-    result = fit(probe, train, val, TrainConfig(epochs=30))
-    metrics = evaluate(probe, test)
+from probes import create_probe, fit, evaluate, ProbeData, TrainConfig
+probe = create_probe("protobin", embed_dim=768, num_classes=527, prototypes_per_class=10)
+result = fit(probe, train, val, TrainConfig(epochs=30))
+metrics = evaluate(probe, test)
 """
 
 from __future__ import annotations

@@ -79,17 +79,18 @@ class Batch:
     grid: tuple[int, int] | None
 
 
-def _take(array: ArrayLike, index: np.ndarray | slice) -> Tensor:
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.long: np.int64, torch.bool: np.bool_}
+
+
+def _rows(
+    array: ArrayLike, index: np.ndarray | slice, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """Rows ``index`` of ``array`` as a ``dtype`` tensor on ``device`` (one cast copy per batch)."""
     if isinstance(array, Tensor):
-        return array[torch.as_tensor(index) if isinstance(index, np.ndarray) else index]
-    return torch.from_numpy(np.ascontiguousarray(array[index]))
-
-
-def _rows(array: ArrayLike, index: np.ndarray | slice, device: torch.device, dtype=None) -> Tensor:
-    out = _take(array, index)
-    if dtype is not None:
-        out = out.to(dtype)
-    return out.to(device, non_blocking=True)
+        rows = array[torch.as_tensor(index) if isinstance(index, np.ndarray) else index]
+        return rows.to(device=device, dtype=dtype)
+    rows = np.array(array[index], dtype=_NUMPY_DTYPES[dtype])  # a writable float32 copy
+    return torch.from_numpy(rows).to(device, non_blocking=True)
 
 
 def load_batch(data: ProbeData, index: np.ndarray | slice, device: torch.device) -> Batch:

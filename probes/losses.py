@@ -50,9 +50,11 @@ class AsymmetricLoss(nn.Module):
 
 
 def _bce(logits: Tensor, targets: Tensor) -> Tensor:
-    return F.binary_cross_entropy_with_logits(
-        logits, targets.to(logits.dtype), reduction="none"
-    ).sum(dim=1).mean()
+    return (
+        F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+        .sum(dim=1)
+        .mean()
+    )
 
 
 def _ce(logits: Tensor, targets: Tensor) -> Tensor:

@@ -50,7 +50,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}.")
+            raise ValueError(
+                f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}."
+            )
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"need epochs, batch_size >= 1, got {self.epochs}, {self.batch_size}.")
         if not 0 <= self.warmup_epochs <= self.epochs:
@@ -106,7 +108,9 @@ def predict(
     dev = torch.device(device)
     out = []
     for batch in iter_batches(data, batch_size, dev):
-        logits = probe(batch.tokens, cls=batch.cls, padding_mask=batch.padding_mask, grid=batch.grid)
+        logits = probe(
+            batch.tokens, cls=batch.cls, padding_mask=batch.padding_mask, grid=batch.grid
+        )
         out.append(logits.float().cpu().numpy())
     probe.train(was_training)
     return np.concatenate(out, axis=0)
@@ -134,7 +138,9 @@ def _train_epoch(
     probe.train()
     total, count = 0.0, 0
     for batch in iter_batches(data, config.batch_size, torch.device(config.device), generator):
-        logits = probe(batch.tokens, cls=batch.cls, padding_mask=batch.padding_mask, grid=batch.grid)
+        logits = probe(
+            batch.tokens, cls=batch.cls, padding_mask=batch.padding_mask, grid=batch.grid
+        )
         loss = loss_fn(logits, batch.labels)
         aux = probe.auxiliary_loss() if hasattr(probe, "auxiliary_loss") else None
         objective = loss if aux is None else loss + aux
@@ -171,7 +177,11 @@ def fit(
     loss_fn = make_loss(config.loss, train.task)
     logger.info(
         "fit %s on %d examples (%s, loss=%s), %s",
-        type(probe).__name__, len(train), train.task, resolve_loss(config.loss, train.task), config,
+        type(probe).__name__,
+        len(train),
+        train.task,
+        resolve_loss(config.loss, train.task),
+        config,
     )
     device = torch.device(config.device)
     rng_devices = [device] if device.type == "cuda" else []

@@ -105,4 +105,3 @@ class LinPreProbe(ProbeHead):
         else:
             count = torch.full((tokens.shape[0], 1), float(tokens.shape[1]), device=tokens.device)
         return torch.logsumexp(logits, dim=1) - torch.log(count)
-

@@ -30,7 +30,8 @@ from probes.pooling import ProbeHead, masked_max, valid_mask
 def binarize(prototypes: Tensor) -> Tensor:
     """``+1`` where ``prototypes >= 0`` else ``-1``, identity straight-through gradient."""
     hard = torch.where(prototypes >= 0, 1.0, -1.0).to(prototypes.dtype)
-    return hard + prototypes - prototypes.detach()
+    # Parenthesised so the forward value is exactly +-1 ((p - p.detach()) is exactly 0).
+    return hard + (prototypes - prototypes.detach())
 
 
 def _check_j(prototypes_per_class: int) -> int:

@@ -11,7 +11,16 @@ from probes.registry import RegistryError
 
 ALL = PROBES.names()
 PAPER_NAMES = {
-    "linear", "mlp", "linearc", "conv", "linpre", "mhca", "ep", "simpool", "abmilp", "proto",
+    "linear",
+    "mlp",
+    "linearc",
+    "conv",
+    "linpre",
+    "mhca",
+    "ep",
+    "simpool",
+    "abmilp",
+    "proto",
     "protobin",
 }
 D, C, T, F = 16, 3, 4, 3  # N = T*F = 12 tokens, time-major
@@ -75,7 +84,7 @@ def test_gradients_reach_every_parameter(name):
 @pytest.mark.parametrize("training", [False, True])
 def test_padding_is_respected(name, training):
     """Padded tokens can hold anything (huge values too): logits equal the truncated clip's."""
-    tokens, cls, mask = _inputs()
+    tokens, _, mask = _inputs()
     probe = create_probe(name, embed_dim=D, num_classes=C)
     probe.train(training)
     garbage = tokens.clone()
@@ -109,12 +118,16 @@ def test_fit_is_deterministic_under_a_seed(name, tiny_split):
     probes = [create_probe(name, embed_dim=D, num_classes=C) for _ in range(3)]
     results = [fit(p, data, data, config) for p in probes[:2]]
     assert [r.history for r in results[0:1]] == [results[1].history]
-    for (k, a), b in zip(probes[0].state_dict().items(), probes[1].state_dict().values(), strict=True):
+    for (k, a), b in zip(
+        probes[0].state_dict().items(), probes[1].state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), f"{name}.{k} differs between two fits with the same seed"
     fit(probes[2], data, data, TrainConfig(lr=1e-2, epochs=2, batch_size=16, seed=4))
     assert any(
         not torch.equal(a, b)
-        for a, b in zip(probes[0].state_dict().values(), probes[2].state_dict().values(), strict=True)
+        for a, b in zip(
+            probes[0].state_dict().values(), probes[2].state_dict().values(), strict=True
+        )
     )
 
 
