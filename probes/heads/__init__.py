@@ -1,0 +1,1 @@
+"""The probe heads, one module per family; registered by name in :mod:`probes.factory`."""

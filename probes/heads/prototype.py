@@ -1,0 +1,163 @@
+"""Prototype probes: ``protobin`` (the paper's method) and ``proto`` (its float, class-bound kin).
+
+protobin, exactly as ``shared/PAPER.md`` specifies: ``M = C * J`` real prototypes
+``prototypes`` ``[M, D]`` ~ N(0, 0.02^2), class-agnostic; binarised on every forward
+(``>= 0 -> +1`` else ``-1``) with an identity straight-through gradient; cosine similarity of
+every token with every binarised prototype (no ReLU, no temperature); max over the non-padded
+tokens; dropout (default 0); ``head = nn.Linear(M, C)``. ``memory_efficient=True`` computes the
+same max with :func:`probes.fused.cosine_max`, chunked over ``chunk_size`` prototypes, so the
+``B x M x N`` similarity tensor is never whole (see ``benchmarks/probes.py``).
+
+proto choices (the paper gives the outline only): prototypes ``[C * J, D]`` ~ N(0, 0.02^2),
+prototype ``c * J + j`` belongs to class ``c``; similarity ReLU(cosine); pooled by the max over
+tokens in eval and by the mean of the top ``topk`` (default 3) tokens in training; the
+class-connected last layer is one weight per prototype to its own class (init 1) plus a class
+bias (init 0); the orthogonality loss is the mean over classes of
+``|| P_c P_c^T - I ||_F^2`` on the L2-normalised prototypes of class c, times ``ortho_weight``
+(default 0.1), returned by ``auxiliary_loss`` and added to the loss by ``fit``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from probes.fused import cosine_max
+from probes.pooling import ProbeHead, masked_max, valid_mask
+
+
+def binarize(prototypes: Tensor) -> Tensor:
+    """``+1`` where ``prototypes >= 0`` else ``-1``, identity straight-through gradient."""
+    hard = torch.where(prototypes >= 0, 1.0, -1.0).to(prototypes.dtype)
+    # Parenthesised so the forward value is exactly +-1 ((p - p.detach()) is exactly 0).
+    return hard + (prototypes - prototypes.detach())
+
+
+def _check_j(prototypes_per_class: int) -> int:
+    if not isinstance(prototypes_per_class, int) or prototypes_per_class < 1:
+        raise ValueError(
+            f"prototypes_per_class must be a positive int, got {prototypes_per_class!r}."
+        )
+    return prototypes_per_class
+
+
+class ProtoBinProbe(ProbeHead):
+    """``protobin``: binarised class-agnostic prototypes, cosine, max over tokens, linear."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_classes: int,
+        prototypes_per_class: int = 20,
+        dropout: float = 0.0,
+        memory_efficient: bool = False,
+        chunk_size: int = 512,
+    ) -> None:
+        super().__init__(embed_dim, num_classes)
+        self.prototypes_per_class = _check_j(prototypes_per_class)
+        self.memory_efficient = bool(memory_efficient)
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+        self.chunk_size = int(chunk_size)
+        num_prototypes = num_classes * prototypes_per_class
+        self.prototypes = nn.Parameter(torch.empty(num_prototypes, embed_dim))
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(num_prototypes, num_classes)
+        self.reset_parameters()
+
+    def _reset_own(self) -> None:
+        nn.init.normal_(self.prototypes, std=0.02)
+
+    def binary_prototypes(self) -> Tensor:
+        """The ``{-1, +1}`` prototypes used in the forward (storable as bits)."""
+        return torch.where(self.prototypes >= 0, 1.0, -1.0)
+
+    def scores(self, tokens: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """Max cosine similarity of each binarised prototype over the tokens: ``[B, M]``."""
+        self.check_tokens(tokens)
+        mask = valid_mask(tokens, padding_mask)
+        tokens_n = F.normalize(tokens, dim=-1)
+        protos_n = F.normalize(binarize(self.prototypes), dim=-1)
+        if not self.memory_efficient:
+            return masked_max(torch.matmul(tokens_n, protos_n.T), mask)  # [B, N, M] -> [B, M]
+        values = cosine_max(tokens_n, protos_n, mask, self.chunk_size)
+        if mask is not None:
+            values = values.masked_fill(mask.all(dim=1, keepdim=True), 0.0)
+        return values
+
+    def forward(
+        self,
+        tokens: Tensor,
+        cls: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+        grid: tuple[int, int] | None = None,
+    ) -> Tensor:
+        return self.head(self.dropout(self.scores(tokens, padding_mask)))
+
+
+class ProtoProbe(ProbeHead):
+    """``proto``: float class-bound prototypes, ReLU(cosine), max / top-k pooling, ortho loss."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_classes: int,
+        prototypes_per_class: int = 20,
+        topk: int = 3,
+        ortho_weight: float = 0.1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(embed_dim, num_classes)
+        self.prototypes_per_class = _check_j(prototypes_per_class)
+        if topk < 1:
+            raise ValueError(f"topk must be >= 1, got {topk}.")
+        self.topk = topk
+        self.ortho_weight = float(ortho_weight)
+        self.prototypes = nn.Parameter(torch.empty(num_classes * prototypes_per_class, embed_dim))
+        self.class_weight = nn.Parameter(torch.empty(num_classes, prototypes_per_class))
+        self.class_bias = nn.Parameter(torch.empty(num_classes))
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def _reset_own(self) -> None:
+        nn.init.normal_(self.prototypes, std=0.02)
+        nn.init.ones_(self.class_weight)
+        nn.init.zeros_(self.class_bias)
+
+    def scores(self, tokens: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """Pooled ReLU(cosine) of each prototype: ``[B, C * J]``."""
+        self.check_tokens(tokens)
+        mask = valid_mask(tokens, padding_mask)
+        sim = torch.matmul(F.normalize(tokens, dim=-1), F.normalize(self.prototypes, dim=-1).T)
+        k = min(self.topk, tokens.shape[1])
+        if not self.training or k == 1:
+            return masked_max(sim, mask).relu()
+        neg = torch.finfo(sim.dtype).min
+        if mask is not None:
+            sim = sim.masked_fill(mask.unsqueeze(-1), neg)
+        top = sim.topk(k, dim=1).values  # [B, k, M]
+        real = top > neg / 2  # a row with fewer than k real tokens averages only the real ones
+        summed = (top.relu() * real).sum(dim=1)
+        return summed / real.sum(dim=1).clamp_min(1)
+
+    def forward(
+        self,
+        tokens: Tensor,
+        cls: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+        grid: tuple[int, int] | None = None,
+    ) -> Tensor:
+        s = self.dropout(self.scores(tokens, padding_mask))
+        s = s.view(-1, self.num_classes, self.prototypes_per_class)
+        return (s * self.class_weight).sum(dim=-1) + self.class_bias
+
+    def auxiliary_loss(self) -> Tensor | None:
+        if self.ortho_weight == 0:
+            return None
+        p = F.normalize(self.prototypes, dim=-1).view(
+            self.num_classes, self.prototypes_per_class, self.embed_dim
+        )
+        gram = torch.bmm(p, p.transpose(1, 2))
+        eye = torch.eye(self.prototypes_per_class, device=p.device, dtype=p.dtype)
+        return self.ortho_weight * (gram - eye).pow(2).sum(dim=(1, 2)).mean()
