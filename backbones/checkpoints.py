@@ -16,6 +16,7 @@ import logging
 import os
 import pickle
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +44,7 @@ def _fetch_fsspec(url: str) -> Path:
     import fsspec  # lazy: only remote checkpoints need it
 
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    dest = cache_dir() / digest / url.rstrip("/").rsplit("/", 1)[-1]
+    dest = cache_dir() / digest / (Path(urlparse(url).path).name or "checkpoint")
     if dest.exists():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)

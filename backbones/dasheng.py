@@ -5,7 +5,12 @@ FFT, hop 160, centred) in dB, a BatchNorm over the mel bins as the input normali
 running statistics are in the checkpoint), and (64 x 4) patches that span the whole frequency
 axis, so the map is ``T x 1`` with one token per 40 ms (250 tokens for 10 s). Separate learned
 time and frequency position embeddings; timm-style pre-norm blocks; final ``norm``; no [cls]
-(pooling "mean"). Trained on un-padded clips, so padded rows are hidden from attention.
+(pooling "mean").
+
+Padding: upstream runs a clip of <= 1008 frames un-padded and zero-pads only the last of several
+1008-frame chunks (attending to the zeros, then trimming). We hide padded rows from attention
+instead, which reproduces the un-padded run for every clip of up to one window (the common case)
+and keeps one grid per dataset.
 """
 
 from __future__ import annotations

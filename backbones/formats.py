@@ -73,10 +73,8 @@ def check_layout(obj: object, name: str, accepted: tuple[str, ...]) -> str | Non
     if layout is not None and layout not in accepted:
         desc, owners = LAYOUTS[layout]
         raise CheckpointError(
-            f"this looks like a {owners[0]} checkpoint ({desc}), not {name}. Load it with "
-            f"create_backbone({owners[0]!r}, checkpoint=...)"
-            + (f" (also valid: {', '.join(owners[1:])})" if owners[1:] else "")
-            + f", or pass the {name} checkpoint."
+            f"this checkpoint looks like {desc} (for {', '.join(owners)}), not {name}. Load it "
+            f"with create_backbone({owners[0]!r}, checkpoint=...), or pass the {name} checkpoint."
         )
     return layout
 

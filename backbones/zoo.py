@@ -96,7 +96,7 @@ SPECS: tuple[tuple[EncoderSpec, str, tuple[str, ...]], ...] = (
         licence="Apache-2.0 (LICENSE file; pyproject classifier says MIT)", has_cls=False,
         grid_10s=(252, 1), patch_size=(4, 64),
         checkpoint=CheckpointSource(
-            url="https://zenodo.org/records/11511780/files/dasheng_base.pt",
+            url="https://zenodo.org/records/11511780/files/dasheng_base.pt?download=1",
             page="https://github.com/RicherMans/Dasheng", file_name="dasheng_base.pt",
             file_format="torch pickle {model, config}", notes="HF: mispeech/dasheng-base "
                         "(transformers remote code; its layout is not read here).",
