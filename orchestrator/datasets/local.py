@@ -122,10 +122,17 @@ def read_local(
     classes = read_classes(root) or spec.classes
     if not classes:
         raise DatasetError(f"{root}: no classes.txt and spec {spec.name!r} lists no classes.")
-    if spec.classes and tuple(classes) != tuple(spec.classes):
+    if len(classes) != spec.num_classes:
         raise DatasetError(
-            f"{root}/classes.txt does not match the registered classes of {spec.name!r}; "
-            "stage the data again with `python -m orchestrator.data NAME --prepare`."
+            f"{root}/classes.txt lists {len(classes)} classes, {spec.name!r} has "
+            f"{spec.num_classes}; stage the data again with "
+            f"`python -m orchestrator.data {spec.name} --prepare`."
+        )
+    if spec.classes and tuple(classes) != tuple(spec.classes):
+        log.warning(
+            "%s/classes.txt names differ from the registered classes of %s; using the folder's",
+            root,
+            spec.name,
         )
     index = {c: i for i, c in enumerate(classes)}
     splits = sorted({str(r["split"]) for r in rows})
