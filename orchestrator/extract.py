@@ -1,0 +1,239 @@
+"""Extraction: run a frozen encoder over a dataset split once and cache its token maps.
+
+The split is cut into fixed shards of ``shard_size`` clips; each shard is embedded and sealed
+in the store on its own, so a killed extraction resumes with the missing shards only. Every
+clip is decoded, resampled to the encoder's rate and cropped or zero-padded to the dataset's
+clip length (``spec.clip_seconds``; the true length goes to ``embed`` as ``lengths`` so the
+padding mask marks the padded tokens). A clip that cannot be decoded is skipped, logged, and
+listed with its error in the shard and in the manifest; the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from orchestrator.datasets import DatasetSpec, Example, open_split
+from orchestrator.datasets.audio import AudioError, fit_length, resample
+from orchestrator.store import EmbeddingStore, StoreKey
+from orchestrator.store_io import ChecksumError
+from orchestrator.store_writer import ShardCorrupt
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHARD_SIZE = 256
+
+
+@dataclass(frozen=True)
+class ExtractReport:
+    """What one ``extract_split`` call did (for logs and the CLI summary)."""
+
+    key: StoreKey
+    n: int
+    computed_shards: int
+    reused_shards: int
+    skipped: tuple[dict[str, str], ...]
+    seconds: float
+
+
+def store_key(backbone: Any, spec: DatasetSpec, split: str) -> StoreKey:
+    """The content key of ``backbone`` x ``spec``/``split`` (no work done)."""
+    return StoreKey(
+        encoder=str(backbone.spec.name),
+        weights_id=str(backbone.weights_id),
+        frontend_id=str(backbone.frontend_id),
+        dataset=spec.name,
+        dataset_version=spec.version,
+        split=split,
+    )
+
+
+def extract_split(
+    backbone: Any,
+    spec: DatasetSpec,
+    split: str,
+    store: EmbeddingStore,
+    data_root: str = "data",
+    batch_size: int = 16,
+    progress: bool = True,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    layer: int = -1,
+) -> StoreKey:
+    """Make sure ``store`` holds the token maps of ``backbone`` on ``split``; return the key.
+
+    A complete entry whose files fail their checksums is invalidated and recomputed.
+    """
+    return extract_split_report(
+        backbone, spec, split, store, data_root, batch_size, progress, shard_size, layer
+    ).key
+
+
+def extract_split_report(
+    backbone: Any,
+    spec: DatasetSpec,
+    split: str,
+    store: EmbeddingStore,
+    data_root: str = "data",
+    batch_size: int = 16,
+    progress: bool = True,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    layer: int = -1,
+) -> ExtractReport:
+    """:func:`extract_split`, returning what was computed, reused and skipped."""
+    t0 = time.perf_counter()
+    key = store_key(backbone, spec, split)
+    manifest = store.manifest(key)
+    if manifest is not None and store.verify(key):
+        return ExtractReport(
+            key,
+            int(manifest["n"]),
+            0,
+            int(manifest["n_shards"]),
+            tuple(manifest["skipped"]),
+            time.perf_counter() - t0,
+        )
+    data = open_split(spec, split, data_root)
+    writer = store.writer(key)
+    n_shards = max(1, math.ceil(len(data) / shard_size))
+    for attempt in range(3):
+        done = writer.done_shards()
+        todo = [i for i in range(n_shards) if i not in done]
+        _run_shards(
+            backbone, spec, data, writer, todo, shard_size, batch_size, progress, layer, key
+        )
+        try:
+            manifest = writer.finalize(n_shards, _meta(backbone, spec, split, shard_size, layer))
+            break
+        except ShardCorrupt as err:
+            log.warning("%s; recomputing it (attempt %d)", err, attempt + 1)
+    else:
+        raise ChecksumError(f"{key.relpath}: shards keep failing their checksums; check the disk.")
+    skipped = tuple(manifest["skipped"])
+    if skipped:
+        log.warning(
+            "%s/%s: skipped %d unreadable clip(s): %s",
+            spec.name,
+            split,
+            len(skipped),
+            "; ".join(f"{s['id']}: {s['error']}" for s in skipped[:5]),
+        )
+    return ExtractReport(
+        key, int(manifest["n"]), len(todo), n_shards - len(todo), skipped, time.perf_counter() - t0
+    )
+
+
+def _meta(backbone: Any, spec: DatasetSpec, split: str, shard_size: int, layer: int) -> dict:
+    return {
+        "task": spec.task,
+        "num_classes": spec.num_classes,
+        "dataset_source": spec.source,
+        "clip_seconds": spec.clip_seconds,
+        "sample_rate": int(backbone.spec.sample_rate),
+        "shard_size": shard_size,
+        "layer": layer,
+    }
+
+
+def _labels(examples: Sequence[Example], spec: DatasetSpec) -> np.ndarray:
+    if spec.task == "multiclass":
+        bad = [e.id for e in examples if len(e.labels) != 1]
+        if bad:
+            raise ValueError(f"{spec.name}: multi-class clips with != 1 label: {bad[:5]}")
+        return np.array([e.labels[0] for e in examples], dtype=np.int64)
+    out = np.zeros((len(examples), spec.num_classes), dtype=np.uint8)
+    for row, e in enumerate(examples):
+        out[row, list(e.labels)] = 1
+    return out
+
+
+def _run_shards(
+    backbone: Any,
+    spec: DatasetSpec,
+    data: Sequence[Example],
+    writer: Any,
+    todo: list[int],
+    shard_size: int,
+    batch_size: int,
+    progress: bool,
+    layer: int,
+    key: StoreKey,
+) -> None:
+    from tqdm.auto import tqdm
+
+    total = sum(len(range(i * shard_size, min(len(data), (i + 1) * shard_size))) for i in todo)
+    bar = tqdm(
+        total=total,
+        desc=f"extract {key.encoder}/{spec.name}/{key.split}",
+        unit="clip",
+        disable=not progress,
+    )
+    try:
+        for i in todo:
+            lo, hi = i * shard_size, min(len(data), (i + 1) * shard_size)
+            good: list[Example] = []
+            skipped: list[dict[str, str]] = []
+            for j in range(lo, hi):
+                try:
+                    good.append(data[j])
+                except AudioError as err:
+                    rec_id = getattr(data, "records", None)
+                    clip_id = rec_id[j].id if rec_id is not None else str(j)
+                    log.warning("skipping %s: %s", clip_id, err)
+                    skipped.append({"id": clip_id, "error": str(err)})
+                bar.update(1)
+            arrays = _embed_all(backbone, spec, good, batch_size, layer)
+            arrays["labels"] = _labels(good, spec)
+            writer.write_shard(
+                i, arrays, [e.id for e in good], skipped, extra={"grid": arrays.pop("_grid")}
+            )
+    finally:
+        bar.close()
+
+
+def _embed_all(
+    backbone: Any, spec: DatasetSpec, examples: list[Example], batch_size: int, layer: int
+) -> dict[str, Any]:
+    import torch
+
+    rate = int(backbone.spec.sample_rate)
+    samples = round(spec.clip_seconds * rate)
+    toks, clss, masks = [], [], []
+    grid: list[int] = []
+    for b in range(0, len(examples), batch_size):
+        batch = examples[b : b + batch_size]
+        waves, lengths = [], []
+        for e in batch:
+            w, n = fit_length(resample(e.waveform, e.sample_rate, rate), samples)
+            waves.append(w)
+            lengths.append(n)
+        with torch.no_grad():
+            tm = backbone.embed(
+                torch.from_numpy(np.stack(waves)),
+                sample_rate=rate,
+                lengths=torch.tensor(lengths, dtype=torch.long),
+                layer=layer,
+            )
+        toks.append(tm.tokens.detach().float().cpu().numpy().astype(np.float16))
+        masks.append(tm.padding_mask.detach().cpu().numpy().astype(bool))
+        if tm.cls is not None:
+            clss.append(tm.cls.detach().float().cpu().numpy().astype(np.float16))
+        if grid and list(tm.grid) != grid:
+            raise ValueError(
+                f"{spec.name}: encoder grid changed between batches ({grid} -> "
+                f"{list(tm.grid)}); it must be fixed for a fixed clip length."
+            )
+        grid = list(tm.grid)
+    if not examples:
+        return {"tokens": None, "cls": None, "padding_mask": None, "_grid": None}
+    return {
+        "tokens": np.concatenate(toks),
+        "cls": np.concatenate(clss) if clss else None,
+        "padding_mask": np.concatenate(masks),
+        "_grid": grid,
+    }

@@ -1,0 +1,222 @@
+"""Writing one store entry: sealed shards (the unit of resume), then a merge and the manifest.
+
+A shard's files are written first and its ``done.json`` (counts, checksums, skipped clips)
+last, so a process killed mid-shard leaves a shard that is simply not done. ``finalize``
+verifies every shard while streaming it into the merged arrays and writes ``manifest.json``
+after everything else; only then is the entry complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from orchestrator.store_io import (
+    CHUNK,
+    ChecksumError,
+    dumps,
+    npy_bytes,
+    npy_data_offset,
+    npy_header,
+)
+
+log = logging.getLogger(__name__)
+
+PARTS = "parts"
+SMALL = ("cls", "padding_mask", "labels")
+
+
+class ShardCorrupt(ChecksumError):
+    """A sealed shard whose bytes changed; it was deleted and must be recomputed."""
+
+    def __init__(self, shard: int, message: str) -> None:
+        super().__init__(message)
+        self.shard = shard
+
+
+class EntryWriter:
+    """Writes shards and the final arrays of one entry on an fsspec filesystem."""
+
+    def __init__(self, fs: Any, entry: str, key: dict[str, str], format_version: int) -> None:
+        self.fs = fs
+        self.entry = entry.rstrip("/")
+        self.key = key
+        self.format_version = format_version
+        self.is_local = "file" in ((fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol)
+
+    def _shard_dir(self, i: int) -> str:
+        return f"{self.entry}/{PARTS}/shard-{i:05d}"
+
+    def _put(self, path: str, data: bytes) -> None:
+        if self.is_local:
+            tmp = f"{path}.tmp-{os.getpid()}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def done_shards(self) -> dict[int, dict[str, Any]]:
+        """Sealed shards by index (their ``done.json``); unsealed ones are ignored."""
+        out: dict[int, dict[str, Any]] = {}
+        for path in self.fs.glob(f"{self.entry}/{PARTS}/shard-*/done.json"):
+            try:
+                with self.fs.open(path, "rb") as f:
+                    info = json.loads(f.read())
+            except (json.JSONDecodeError, OSError):
+                continue
+            out[int(info["shard"])] = info
+        return out
+
+    def write_shard(
+        self,
+        i: int,
+        arrays: dict[str, np.ndarray | None],
+        ids: list[str],
+        skipped: list[dict[str, str]],
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Write shard ``i`` (files first, ``done.json`` last)."""
+        d = self._shard_dir(i)
+        self.fs.makedirs(d, exist_ok=True)
+        files = {}
+        for name, arr in arrays.items():
+            if arr is None:
+                continue
+            data = npy_bytes(arr)
+            self._put(f"{d}/{name}.npy", data)
+            files[name] = {
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+                "shape": list(arr.shape),
+                "dtype": str(arr.dtype),
+            }
+        done = {
+            "shard": i,
+            "n": len(ids),
+            "ids": ids,
+            "skipped": skipped,
+            "files": files,
+            **(extra or {}),
+        }
+        self._put(f"{d}/done.json", dumps(done))
+
+    def drop_shard(self, i: int) -> None:
+        if self.fs.exists(self._shard_dir(i)):
+            self.fs.rm(self._shard_dir(i), recursive=True)
+
+    def _read_part(self, i: int, info: dict[str, Any], name: str) -> bytes:
+        with self.fs.open(f"{self._shard_dir(i)}/{name}.npy", "rb") as f:
+            data = f.read()
+        meta = info["files"][name]
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            self.drop_shard(i)
+            raise ShardCorrupt(i, f"{self.entry}: shard {i} {name}.npy fails its checksum")
+        return data
+
+    def finalize(self, n_shards: int, meta: dict[str, Any]) -> dict[str, Any]:
+        """Merge shards ``0..n_shards-1`` into the entry's arrays; write the manifest last."""
+        shards = self.done_shards()
+        missing = [i for i in range(n_shards) if i not in shards]
+        if missing:
+            raise RuntimeError(f"{self.entry}: shards {missing} are not done; cannot finalize.")
+        order = [shards[i] for i in range(n_shards)]
+        written: dict[str, dict[str, Any]] = {}
+        filled = [s for s in order if s["n"] > 0]
+        if not filled:
+            raise RuntimeError(f"{self.entry}: no clip could be read; nothing to store.")
+        for name in SMALL:
+            if name not in filled[0]["files"]:
+                continue
+            parts = [np.load(io.BytesIO(self._read_part(s["shard"], s, name))) for s in filled]
+            written[name] = self._write_whole(f"{name}.npy", npy_bytes(np.concatenate(parts)))
+        ids = [i for s in order for i in s["ids"]]
+        written["ids"] = self._write_whole("ids.npy", npy_bytes(np.array(ids, dtype=str)))
+        written["tokens"] = self._merge_tokens(filled)
+        skipped = [x for s in order for x in s["skipped"]]
+        manifest = {
+            "format": self.format_version,
+            "key": self.key,
+            "n": len(ids),
+            "n_shards": n_shards,
+            "grid": filled[0].get("grid"),
+            "arrays": written,
+            "skipped": skipped,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **meta,
+        }
+        self._put(f"{self.entry}/manifest.json", dumps(manifest))
+        self.fs.rm(f"{self.entry}/{PARTS}", recursive=True)
+        return manifest
+
+    def _write_whole(self, file: str, data: bytes) -> dict[str, Any]:
+        self._put(f"{self.entry}/{file}", data)
+        arr_shape, dtype, _ = npy_data_offset(io.BytesIO(data))
+        return {
+            "file": file,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+            "shape": list(arr_shape),
+            "dtype": str(dtype),
+        }
+
+    def _merge_tokens(self, shards: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stream the tokens of every shard into one ``.npy``, verifying each shard."""
+        first = shards[0]["files"]["tokens"]
+        rest = tuple(first["shape"][1:])
+        n = sum(s["files"]["tokens"]["shape"][0] for s in shards)
+        shape = (n, *rest)
+        dtype = np.dtype(first["dtype"])
+        path = f"{self.entry}/tokens.npy"
+        tmp = f"{path}.tmp-{os.getpid()}" if self.is_local else path
+        out_hash = hashlib.sha256()
+        size = 0
+        with self.fs.open(tmp, "wb") as out:
+            header = npy_header(shape, dtype)
+            out.write(header)
+            out_hash.update(header)
+            size += len(header)
+            for s in shards:
+                i, meta = s["shard"], s["files"]["tokens"]
+                if tuple(meta["shape"][1:]) != rest:
+                    raise RuntimeError(
+                        f"{self.entry}: shard {i} token shape {meta['shape']} "
+                        f"differs from {list(shape)}; delete the entry."
+                    )
+                part_hash = hashlib.sha256()
+                with self.fs.open(f"{self._shard_dir(i)}/tokens.npy", "rb") as f:
+                    head = f.read(CHUNK)
+                    part_hash.update(head)
+                    off = npy_data_offset(io.BytesIO(head))[2]
+                    body = [head[off:]]
+                    while True:
+                        for chunk in body:
+                            out.write(chunk)
+                            out_hash.update(chunk)
+                            size += len(chunk)
+                        chunk = f.read(CHUNK)
+                        if not chunk:
+                            break
+                        part_hash.update(chunk)
+                        body = [chunk]
+                if part_hash.hexdigest() != meta["sha256"]:
+                    out.close()
+                    self.fs.rm(tmp)
+                    self.drop_shard(i)
+                    raise ShardCorrupt(i, f"{self.entry}: shard {i} tokens.npy fails its checksum")
+        if self.is_local:
+            os.replace(tmp, path)
+        return {
+            "file": "tokens.npy",
+            "sha256": out_hash.hexdigest(),
+            "bytes": size,
+            "shape": list(shape),
+            "dtype": str(dtype),
+        }
