@@ -1,9 +1,10 @@
 """Entry point of the report: ``write_report`` (called by the sweep) and the CLI.
 
-``python -m orchestrator.report --results FILE --out DIR [--tie-rule RULE]`` turns a long table
-of final-stage seed runs (columns backbone, dataset, probe, seed, score) into summary tables,
-win matrices, ranks, significance tests, plots, ``report.md`` and a LaTeX table. The numbers are
-computed in ``orchestrator.reporting``; this module wires them together and owns the CLI.
+``python -m orchestrator.report --results FILE --out DIR`` or ``--mlflow EXPERIMENT
+[--tracking-uri URI]`` turns final-stage seed runs (columns backbone, dataset, probe, seed,
+score) into summary tables, win matrices under a selectable tie rule, ranks, significance tests,
+plots, ``report.md`` and a LaTeX table. The numbers are computed in ``orchestrator.reporting``;
+this module wires them together and owns the CLI (exit code 2 on bad input).
 """
 
 from __future__ import annotations
@@ -12,23 +13,29 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 
-from orchestrator.reporting import markdown as md
-from orchestrator.reporting.plots import save, win_matrix_figure
+from orchestrator.reporting.build import ReportOptions, compute, write_outputs
+from orchestrator.reporting.document import render_report
 from orchestrator.reporting.sources import ReportError, load_results
-from orchestrator.reporting.tables import score_scale, wide_table, write_table
+from orchestrator.reporting.stats import POSTHOCS
 from orchestrator.reporting.tables import summarize as _summarize
-from orchestrator.reporting.winmatrix import (
-    TIE_RULE_HELP,
-    TIE_RULES,
-    check_tie_rule,
-    win_counts,
-)
+from orchestrator.reporting.tables import write_table
+from orchestrator.reporting.winmatrix import TIE_RULE_HELP, TIE_RULES, check_tie_rule, win_counts
 
-__all__ = ["TIE_RULES", "ReportError", "main", "summarize", "win_matrix", "write_report"]
+__all__ = [
+    "TIE_RULES",
+    "ReportError",
+    "ReportOptions",
+    "main",
+    "summarize",
+    "win_matrix",
+    "write_report",
+    "write_report_from_mlflow",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,68 +52,110 @@ def win_matrix(results: pl.DataFrame | str | Path, tie_rule: str = "opponent") -
 
 
 def write_report(
-    results: pl.DataFrame | str | Path, out_dir: str | Path, tie_rule: str = "opponent"
+    results: pl.DataFrame | str | Path,
+    out_dir: str | Path,
+    tie_rule: str = "opponent",
+    *,
+    options: ReportOptions | None = None,
 ) -> dict[str, Path]:
     """Write every report file under ``out_dir``; return ``{name: path}``.
 
-    Keys include ``summary``, ``win_matrix`` (CSV), ``win_matrix_png`` and ``report``; the
-    ``*_parquet``/``*_pdf`` keys name the same content in the other formats.
+    ``tie_rule`` overrides ``options.tie_rule``. Keys: tables by stem (``summary``,
+    ``win_matrix``, ... -> CSV; ``<stem>_parquet``), figures as ``<stem>_png``/``<stem>_pdf``
+    (``win_matrix_png``, ``cd_diagram_png``, ...), ``latex`` and ``report`` (report.md).
     """
-    check_tie_rule(tie_rule)
+    options = replace(options or ReportOptions(), tie_rule=tie_rule)
+    if isinstance(results, (str, Path)) and options.source == ReportOptions.source:
+        options = replace(options, source=f"`{results}`")
+    options.validate()
     frame = load_results(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = _summarize(frame)
-    scale = score_scale(summary)
-    paths: dict[str, Path] = {}
-    paths.update(write_table(summary, out, "summary"))
-    counts = win_counts(summary, tie_rule)
-    paths.update(write_table(counts.frame(), out, "win_matrix"))
-    figure = win_matrix_figure(
-        counts.wins, counts.probes, f"wins ({tie_rule} rule)", counts.compared
-    )
-    figs = save(figure, out, "win_matrix")
-    paths["win_matrix_png"] = figs.pop("win_matrix")
-    paths.update(figs)
-    unit = "score × 100" if scale == 100.0 else "score"
-    sections = [
-        md.section("Summary (mean ± sd over seeds)",
-                   f"{unit}; sd has ddof = 1; — marks a missing cell (no finished run).",
-                   md.md_table(wide_table(summary, scale=scale))),
-        md.section(f"Win matrix ({tie_rule} rule)",
-                   f"Cell (A, B) = configurations (backbone, dataset) where A beats B: "
-                   f"{TIE_RULE_HELP[tie_rule]}. Ties and undecided comparisons count for neither.",
-                   md.md_table(counts.frame()),
-                   "![win matrix](win_matrix.png)"),
-    ]  # fmt: skip
-    intro = [_provenance(frame, summary)]
+    data = compute(frame, options)
+    paths = write_outputs(data, out)
     report = out / "report.md"
-    report.write_text(md.render("Probing results", intro, sections), encoding="utf-8")
+    report.write_text(render_report(data), encoding="utf-8")
     paths["report"] = report
     log.info("wrote %d report files to %s", len(paths), out)
     return paths
 
 
-def _provenance(frame: pl.DataFrame, summary: pl.DataFrame) -> str:
-    missing = summary.filter(pl.col("n") == 0).height
-    return (
-        f"{frame.height} final runs; {summary.get_column('backbone').n_unique()} backbones, "
-        f"{summary.get_column('dataset').n_unique()} datasets, "
-        f"{summary.get_column('probe').n_unique()} probes; {missing} missing cell(s)."
-    )
+def write_report_from_mlflow(
+    experiment: str,
+    out_dir: str | Path,
+    tie_rule: str = "opponent",
+    *,
+    tracking_uri: str | None = None,
+    options: ReportOptions | None = None,
+) -> dict[str, Path]:
+    """The same report from the final runs of an MLflow experiment (plus ``mlflow_results``)."""
+    from orchestrator.reporting.mlflow_source import load_mlflow
+
+    options = replace(options or ReportOptions(), tie_rule=tie_rule)
+    options.validate()
+    frame = load_mlflow(experiment, tracking_uri)
+    where = f" at {tracking_uri}" if tracking_uri else ""
+    options = replace(options, source=f"MLflow experiment `{experiment}`{where}")
+    paths = write_report(frame, out_dir, tie_rule, options=options)
+    paths.update(write_table(frame, Path(out_dir), "mlflow_results"))
+    return paths
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator.report",
-        description="Aggregate final-stage probing results into tables, win matrices and plots.",
+        description="Aggregate final-stage probing results into tables, win matrices, "
+        "significance tests and plots.",
     )
-    parser.add_argument("--results", type=Path, required=True,
-                        help="long results table (.csv or .parquet): backbone, dataset, probe, "
-                             "seed, score")  # fmt: skip
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--results",
+        type=Path,
+        help="long results table (.csv or .parquet): backbone, dataset, probe, seed, score",
+    )
+    src.add_argument(
+        "--mlflow",
+        metavar="EXPERIMENT",
+        help="read runs tagged stage=final (metric test_score) from this experiment",
+    )
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--tie-rule", default="opponent",
-                        help="win rule: " + "; ".join(f"{k}: {v}" for k, v in TIE_RULE_HELP.items()))  # fmt: skip
+    parser.add_argument(
+        "--tie-rule",
+        default="opponent",
+        metavar="RULE",
+        help="; ".join(f"{k}: {v}" for k, v in TIE_RULE_HELP.items()),
+    )
+    parser.add_argument(
+        "--posthoc",
+        default="nemenyi",
+        metavar="TEST",
+        help=f"post-hoc test after Friedman: {', '.join(POSTHOCS)}",
+    )
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    parser.add_argument(
+        "--compare-probes",
+        nargs=2,
+        default=("linear", "protobin"),
+        metavar=("A", "B"),
+        help="rank encoders under probe A vs probe B",
+    )
+    parser.add_argument(
+        "--finetune-ref",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="DATASET=BACKBONE:SCORE[%%] (e.g. as20k=eat:40.2%%) or a .csv/.yaml file; repeatable",
+    )
+    parser.add_argument("--baseline", default="linear", help="baseline probe for the gap")
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="bootstrap resamples per cell (0: no CIs)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
     return parser
 
 
@@ -115,11 +164,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        paths = write_report(args.results, args.out, tie_rule=args.tie_rule)
+        options = ReportOptions(
+            posthoc=args.posthoc,
+            alpha=args.alpha,
+            compare_probes=tuple(args.compare_probes),
+            finetune_refs=tuple(args.finetune_ref),
+            baseline=args.baseline,
+            n_boot=args.bootstrap,
+            seed=args.seed,
+        )
+        if args.mlflow:
+            paths = write_report_from_mlflow(
+                args.mlflow,
+                args.out,
+                args.tie_rule,
+                tracking_uri=args.tracking_uri,
+                options=options,
+            )
+        else:
+            paths = write_report(args.results, args.out, args.tie_rule, options=options)
     except ReportError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    sys.stdout.write("\n".join(f"{name}: {path}" for name, path in paths.items()) + "\n")
+    sys.stdout.write(f"report: {paths['report']}\n")
+    sys.stdout.write("\n".join(f"  {name}: {path}" for name, path in sorted(paths.items())) + "\n")
     return 0
 
 

@@ -99,8 +99,10 @@ def validate_results(frame: pl.DataFrame) -> pl.DataFrame:
     frame = frame.with_columns(
         score.alias("score"), *(pl.col(c).cast(pl.Utf8) for c in ("backbone", "dataset", "probe"))
     )
-    if frame.schema["seed"] != pl.Utf8:
-        frame = frame.with_columns(pl.col("seed").cast(pl.Int64, strict=False).alias("seed"))
+    try:
+        frame = frame.with_columns(pl.col("seed").cast(pl.Int64, strict=True))
+    except pl.exceptions.InvalidOperationError:
+        frame = frame.with_columns(pl.col("seed").cast(pl.Utf8))
     bad_keys = frame.filter(pl.any_horizontal(pl.col(c).is_null() for c in KEY_COLUMNS))
     if bad_keys.height:
         raise ReportError(

@@ -17,9 +17,18 @@ import polars as pl
 CELL: tuple[str, str, str] = ("backbone", "dataset", "probe")
 #: The paper's probe order (shared/PAPER.md); unknown probes follow alphabetically.
 PAPER_PROBES: tuple[str, ...] = (
-    "linear", "mlp", "linearc", "conv", "linpre", "mhca", "ep", "simpool", "abmilp", "proto",
+    "linear",
+    "mlp",
+    "linearc",
+    "conv",
+    "linpre",
+    "mhca",
+    "ep",
+    "simpool",
+    "abmilp",
+    "proto",
     "protobin",
-)  # fmt: skip
+)
 DEFAULT_N_BOOT = 2000
 DEFAULT_CI = 0.95
 
@@ -32,9 +41,13 @@ def order_probes(probes: Iterable[str]) -> list[str]:
 
 
 def bootstrap_ci(
-    scores: np.ndarray, key: str, *, n_boot: int = DEFAULT_N_BOOT, ci: float = DEFAULT_CI,
+    scores: np.ndarray,
+    key: str,
+    *,
+    n_boot: int = DEFAULT_N_BOOT,
+    ci: float = DEFAULT_CI,
     seed: int = 0,
-) -> tuple[float | None, float | None]:  # fmt: skip
+) -> tuple[float | None, float | None]:
     """Percentile bootstrap CI of the mean over seeds; ``(None, None)`` for < 2 seeds or n_boot 0.
 
     Seeds are resampled with replacement ``n_boot`` times. The generator is seeded from ``seed``
@@ -67,8 +80,9 @@ def summarize(
     lows, highs = [], []
     for row in observed.iter_rows(named=True):
         key = "|".join(str(row[c]) for c in CELL)
-        low, high = bootstrap_ci(np.asarray(row["_scores"], float), key, n_boot=n_boot, ci=ci,
-                                 seed=seed)  # fmt: skip
+        low, high = bootstrap_ci(
+            np.asarray(row["_scores"], float), key, n_boot=n_boot, ci=ci, seed=seed
+        )
         lows.append(low)
         highs.append(high)
     observed = observed.drop("_scores").with_columns(

@@ -99,8 +99,9 @@ def _configs(summary: pl.DataFrame) -> dict[tuple[str, str], dict[str, tuple[flo
     return out
 
 
-def win_counts(summary: pl.DataFrame, rule: str = "opponent",
-               probes: list[str] | None = None) -> WinCounts:  # fmt: skip
+def win_counts(
+    summary: pl.DataFrame, rule: str = "opponent", probes: list[str] | None = None
+) -> WinCounts:
     """Count wins between every pair of probes over the (backbone, dataset) configurations."""
     check_tie_rule(rule)
     if probes is None:
@@ -145,13 +146,18 @@ def rule_sensitivity(summary: pl.DataFrame) -> pl.DataFrame:
         w1, w2 = counts[r1], counts[r2]
         diff = w1.wins != w2.wins
         decided = set(w1.decisions) | set(w2.decisions)
-        rows.append({
-            "rule_a": r1, "rule_b": r2,
-            "cells_changed": int(diff.sum()),
-            "cells_total": len(probes) * (len(probes) - 1),
-            "decisions_changed": sum(w1.decisions.get(d) != w2.decisions.get(d) for d in decided),
-            "abs_count_change": int(np.abs(w1.wins - w2.wins).sum()),
-        })  # fmt: skip
+        rows.append(
+            {
+                "rule_a": r1,
+                "rule_b": r2,
+                "cells_changed": int(diff.sum()),
+                "cells_total": len(probes) * (len(probes) - 1),
+                "decisions_changed": sum(
+                    w1.decisions.get(d) != w2.decisions.get(d) for d in decided
+                ),
+                "abs_count_change": int(np.abs(w1.wins - w2.wins).sum()),
+            }
+        )
     return pl.DataFrame(rows)
 
 

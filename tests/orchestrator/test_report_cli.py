@@ -15,10 +15,12 @@ from tests.orchestrator.test_report_fixtures import cell, table
 def small() -> pl.DataFrame:
     """Two encoders x one dataset x three probes; protobin on beats missing."""
     return table(
-        cell("eat", "as20k", "linear", 0.17, 0.01), cell("eat", "as20k", "mhca", 0.26, 0.01),
+        cell("eat", "as20k", "linear", 0.17, 0.01),
+        cell("eat", "as20k", "mhca", 0.26, 0.01),
         cell("eat", "as20k", "protobin", 0.31, 0.01),
-        cell("beats", "as20k", "linear", 0.25, 0.01), cell("beats", "as20k", "mhca", 0.25, 0.02),
-    )  # fmt: skip
+        cell("beats", "as20k", "linear", 0.25, 0.01),
+        cell("beats", "as20k", "mhca", 0.25, 0.02),
+    )
 
 
 def test_write_report_files_and_contents(tmp_path: Path) -> None:

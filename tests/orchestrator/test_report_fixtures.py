@@ -25,10 +25,13 @@ def rules_table() -> pl.DataFrame:
     c3: a 10 ± 1 vs b 9 ± 1   -> a tie under every rule (10 > 9 + 1 is false: strict).
     """
     return table(
-        cell("enc", "c1", "a", 10, 1), cell("enc", "c1", "b", 8.5, 2),
-        cell("enc", "c2", "a", 10, 2), cell("enc", "c2", "b", 8.5, 1),
-        cell("enc", "c3", "a", 10, 1), cell("enc", "c3", "b", 9, 1),
-    )  # fmt: skip
+        cell("enc", "c1", "a", 10, 1),
+        cell("enc", "c1", "b", 8.5, 2),
+        cell("enc", "c2", "a", 10, 2),
+        cell("enc", "c2", "b", 8.5, 1),
+        cell("enc", "c3", "a", 10, 1),
+        cell("enc", "c3", "b", 9, 1),
+    )
 
 
 #: Expected wins of a over b per rule in :func:`rules_table` (b never beats a).

@@ -38,10 +38,12 @@ def test_exact_boundary_is_a_tie_for_both_sides() -> None:
 
 def test_missing_cell_is_not_compared_and_not_dropped() -> None:
     frame = table(
-        cell("e1", "d", "linear", 1, 0.1), cell("e1", "d", "protobin", 5, 0.1),
+        cell("e1", "d", "linear", 1, 0.1),
+        cell("e1", "d", "protobin", 5, 0.1),
         cell("e2", "d", "linear", 1, 0.1),  # protobin on e2 is missing
-        cell("e2", "d", "mhca", 4, 0.1), cell("e1", "d", "mhca", 3, 0.1),
-    )  # fmt: skip
+        cell("e2", "d", "mhca", 4, 0.1),
+        cell("e1", "d", "mhca", 3, 0.1),
+    )
     summary = summarize(frame)
     assert summary.height == 6  # full grid 2 x 1 x 3
     missing = summary.filter(pl.col("n") == 0)
@@ -54,9 +56,14 @@ def test_missing_cell_is_not_compared_and_not_dropped() -> None:
 
 def test_single_seed_is_undecided_not_a_win() -> None:
     frame = pl.DataFrame(
-        {"backbone": ["e", "e"], "dataset": ["d", "d"], "probe": ["a", "b"], "seed": [0, 0],
-         "score": [0.9, 0.1]}
-    )  # fmt: skip
+        {
+            "backbone": ["e", "e"],
+            "dataset": ["d", "d"],
+            "probe": ["a", "b"],
+            "seed": [0, 0],
+            "score": [0.9, 0.1],
+        }
+    )
     counts = win_counts(summarize(frame))
     assert counts.wins.sum() == 0
     assert counts.undecided[0, 1] == 1

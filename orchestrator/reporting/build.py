@@ -1,0 +1,197 @@
+"""Computing every report quantity once, then writing the tables, figures and LaTeX files.
+
+``compute`` turns a validated results table into a :class:`ReportData` bundle; ``write_outputs``
+writes it. Keeping the two apart means ``report.md`` (rendered from the same bundle) can never
+disagree with the CSV/parquet files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from orchestrator.reporting import plots
+from orchestrator.reporting.families import FamilyComparison, compare_families
+from orchestrator.reporting.finetune import finetune_gap, parse_refs
+from orchestrator.reporting.latex import latex_table
+from orchestrator.reporting.ranks import ALL, encoder_ranks, probe_ranks, rank_agreement
+from orchestrator.reporting.sources import ReportError
+from orchestrator.reporting.stats import Significance, check_posthoc, friedman_posthoc
+from orchestrator.reporting.tables import DEFAULT_CI, DEFAULT_N_BOOT, score_scale, summarize
+from orchestrator.reporting.tables import write_table as _write_table
+from orchestrator.reporting.winmatrix import (
+    TIE_RULES,
+    WinCounts,
+    check_tie_rule,
+    rule_sensitivity,
+    total_wins_by_rule,
+    win_counts,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """Everything that changes the report's numbers; validated before any work."""
+
+    tie_rule: str = "opponent"
+    posthoc: str = "nemenyi"
+    alpha: float = 0.05
+    compare_probes: tuple[str, str] = ("linear", "protobin")
+    finetune_refs: tuple[str, ...] = ()
+    baseline: str = "linear"
+    n_boot: int = DEFAULT_N_BOOT
+    ci: float = DEFAULT_CI
+    seed: int = 0
+    source: str = "results table"
+
+    def validate(self) -> ReportOptions:
+        check_tie_rule(self.tie_rule)
+        check_posthoc(self.posthoc)
+        if not 0.0 < self.alpha < 1.0 or not 0.0 < self.ci < 1.0:
+            raise ReportError(
+                f"alpha={self.alpha} and ci={self.ci} must both lie strictly between 0 and 1."
+            )
+        if self.n_boot < 0:
+            raise ReportError(f"n_boot={self.n_boot} must be >= 0 (0 turns bootstrap CIs off).")
+        if len(self.compare_probes) != 2:
+            raise ReportError(
+                f"compare_probes={self.compare_probes!r} must name exactly two probes, "
+                "e.g. linear protobin."
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """All computed report quantities for one results table."""
+
+    options: ReportOptions
+    results: pl.DataFrame
+    summary: pl.DataFrame
+    scale: float
+    counts: WinCounts
+    sensitivity: pl.DataFrame
+    wins_by_rule: pl.DataFrame
+    all_rules: pl.DataFrame
+    families: FamilyComparison | None
+    ranks: pl.DataFrame
+    encoders: pl.DataFrame | None
+    agreement: pl.DataFrame | None
+    significance: Significance
+    finetune: pl.DataFrame | None
+
+
+def _long_counts(counts: WinCounts) -> list[dict]:
+    return [
+        {
+            "rule": counts.rule,
+            "probe": a,
+            "opponent": b,
+            "wins": int(counts.wins[i, j]),
+            "compared": int(counts.compared[i, j]),
+            "undecided": int(counts.undecided[i, j]),
+        }
+        for i, a in enumerate(counts.probes)
+        for j, b in enumerate(counts.probes)
+        if i != j
+    ]
+
+
+def compute(results: pl.DataFrame, options: ReportOptions) -> ReportData:
+    """Every table of the report from a validated results table."""
+    options.validate()
+    summary = summarize(results, n_boot=options.n_boot, ci=options.ci, seed=options.seed)
+    scale = score_scale(summary)
+    counts = win_counts(summary, options.tie_rule)
+    all_rules = pl.DataFrame(
+        [
+            row
+            for rule in TIE_RULES
+            for row in _long_counts(win_counts(summary, rule, list(counts.probes)))
+        ]
+    )
+    encoders = encoder_ranks(summary, *options.compare_probes)
+    finetune = None
+    if options.finetune_refs:
+        finetune = finetune_gap(summary, parse_refs(options.finetune_refs), scale, options.baseline)
+    return ReportData(
+        options=options,
+        results=results,
+        summary=summary,
+        scale=scale,
+        counts=counts,
+        sensitivity=rule_sensitivity(summary),
+        wins_by_rule=total_wins_by_rule(summary),
+        all_rules=all_rules,
+        families=compare_families(summary, options.tie_rule),
+        ranks=probe_ranks(summary, counts),
+        encoders=encoders,
+        agreement=None if encoders is None else rank_agreement(encoders, *options.compare_probes),
+        significance=friedman_posthoc(summary, options.posthoc, options.alpha),
+        finetune=finetune,
+    )
+
+
+def write_outputs(data: ReportData, out: Path) -> dict[str, Path]:
+    """Write tables (CSV + parquet), figures (PNG + PDF) and the LaTeX table under ``out``."""
+    paths: dict[str, Path] = {}
+
+    def table(frame: pl.DataFrame, stem: str) -> None:
+        paths.update(_write_table(frame, out, stem))
+
+    def figure(fig, stem: str) -> None:
+        paths.update(plots.save(fig, out, stem))
+
+    rule = data.options.tie_rule
+    table(data.summary, "summary")
+    table(data.counts.frame(), "win_matrix")
+    figure(
+        plots.win_matrix_figure(
+            data.counts.wins,
+            data.counts.probes,
+            f"wins ({rule} rule), wins/compared",
+            data.counts.compared,
+        ),
+        "win_matrix",
+    )
+    table(data.all_rules, "win_matrix_all_rules")
+    table(data.sensitivity, "tie_rule_sensitivity")
+    table(data.wins_by_rule, "total_wins_by_rule")
+    table(data.ranks, "probe_ranks")
+    fam = data.families
+    if fam is not None:
+        table(fam.base.frame(), "win_matrix_base")
+        table(fam.plus.frame(), "win_matrix_plus")
+        table(fam.ranks, "family_rank_change")
+        change = {
+            r["probe"]: (r["rank_base"], r["rank_plus"]) for r in fam.ranks.iter_rows(named=True)
+        }
+        panels = [
+            ("base", fam.base.wins, fam.base.compared),
+            ("_plus", fam.plus.wins, fam.plus.compared),
+        ]
+        figure(plots.family_figure(panels, fam.base.probes, change), "family_win_matrices")
+    if data.encoders is not None:
+        a, b = data.options.compare_probes
+        table(data.encoders, "encoder_ranks")
+        figure(plots.encoder_rank_figure(data.encoders, a, b, ALL), "encoder_ranks")
+    sig = data.significance
+    table(sig.summary_frame(), "friedman")
+    pvalues = sig.pvalue_frame()
+    if pvalues is not None:
+        table(pvalues, "posthoc_pvalues")
+        title = f"{sig.posthoc} post-hoc, alpha = {sig.alpha}, {sig.n_blocks} configurations" + (
+            f", CD = {sig.critical_difference:.2f}" if sig.critical_difference else ""
+        )
+        figure(plots.cd_figure(sig.mean_ranks, sig.pvalues, sig.alpha, title), "cd_diagram")
+    if data.finetune is not None:
+        table(data.finetune, "finetune_gap")
+    tex = out / "results_table.tex"
+    tex.write_text(latex_table(data.summary, scale=data.scale), encoding="utf-8")
+    paths["latex"] = tex
+    return paths
