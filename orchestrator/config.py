@@ -63,6 +63,7 @@ class RayConfig:
     address: str
     storage_path: str
     max_concurrent_trials: int
+    max_concurrent_studies: int
     cpus_per_trial: float
     gpus_per_trial: float
     cpus_per_extraction: float
@@ -181,6 +182,11 @@ def _top_level_keys() -> list[str]:
     return sorted([*base.keys(), *GROUPS])
 
 
+def _absolute(location: str) -> str:
+    """Local paths become absolute (trial workers do not share the driver's cwd); URLs stay."""
+    return location if "://" in location else str(Path(location).resolve())
+
+
 def _as_int(section: str, key: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{section}.{key}={value!r}: expected an integer >= {minimum}.")
@@ -236,12 +242,12 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
             f"tie_rule={tie_rule!r} is not a tie rule.{did_you_mean(tie_rule, TIE_RULES)} "
             f"Valid: {', '.join(TIE_RULES)}."
         )
-    out_dir = Path(raw["out_dir"])
+    out_dir = Path(raw["out_dir"]).resolve()
     return SweepConfig(
         name=raw["name"],
         out_dir=out_dir,
-        data_root=str(raw["data_root"]),
-        store_url=str(raw["store_url"]),
+        data_root=_absolute(str(raw["data_root"])),
+        store_url=_absolute(str(raw["store_url"])),
         tracking_uri=raw.get("tracking_uri") or f"sqlite:///{(out_dir / 'mlflow.db').resolve()}",
         experiment=str(raw.get("experiment") or raw["name"]),
         encoders=encoders,
@@ -252,6 +258,9 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
             storage_path=r.get("storage_path") or "",
             max_concurrent_trials=_as_int(
                 "ray", "max_concurrent_trials", r["max_concurrent_trials"]
+            ),
+            max_concurrent_studies=_as_int(
+                "ray", "max_concurrent_studies", r["max_concurrent_studies"]
             ),
             cpus_per_trial=float(r["cpus_per_trial"]),
             gpus_per_trial=float(r["gpus_per_trial"]),

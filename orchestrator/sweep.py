@@ -82,8 +82,8 @@ def run(cfg, resume: bool = False) -> int:
     from orchestrator.plan import make_plan
     from orchestrator.provenance import provenance_tags
     from orchestrator.report import write_report
-    from orchestrator.runner import run_extractions, run_study
-    from orchestrator.tracking import Tracker
+    from orchestrator.runner import run_extractions, run_studies
+    from orchestrator.tracking import start_tracking_actor
 
     plan = make_plan(cfg)
     if resume and not (cfg.out_dir / "studies").exists():
@@ -97,22 +97,19 @@ def run(cfg, resume: bool = False) -> int:
     started_ray = _init_ray(cfg.ray.address)
     failed: list[str] = []
     try:
-        tracker = Tracker(cfg.tracking_uri, cfg.experiment)
+        tracker = start_tracking_actor(cfg.tracking_uri, cfg.experiment)
         log.info("MLflow: %s, experiment %r", cfg.tracking_uri, cfg.experiment)
         log.info("extracting token maps (%d jobs)", len(plan.extractions))
-        extracted = run_extractions(cfg, plan)
+        extracted = run_extractions(cfg)
         frames = []
-        for study in tqdm(plan.studies, desc="studies", unit="study"):
-            pair = (study.backbone, study.dataset.name)
-            try:
-                rows = run_study(cfg, study, extracted[pair], tracker)
-            except (ray.exceptions.RayError, RuntimeError, ValueError, OSError) as err:
-                log.exception("study %s failed: %s", study.study_id, err)
-                rows = pl.DataFrame()
-            if rows.is_empty():
+        progress = tqdm(total=len(plan.studies), desc="studies", unit="study")
+        for study, rows, error in run_studies(cfg, plan.studies, extracted):
+            progress.update()
+            if error or rows.is_empty():
                 failed.append(study.study_id)
             else:
                 frames.append(rows)
+        progress.close()
         if not frames:
             log.error("no study finished; nothing to report")
             return 1

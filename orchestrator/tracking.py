@@ -93,6 +93,54 @@ class Tracker:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
 
+TRACKER_ACTOR = "unmute-mlflow-tracker"
+
+
+class TrackerClient:
+    """Forwards :class:`Tracker` calls to the one tracking actor of the sweep (by name), so
+    study tasks anywhere in the cluster log through a single MLflow writer."""
+
+    def __init__(self, tracking_uri: str, name: str = TRACKER_ACTOR) -> None:
+        self.tracking_uri = tracking_uri
+        self.name = name
+
+    def __getattr__(self, method: str):
+        if method.startswith("_"):
+            raise AttributeError(method)
+        import ray
+
+        actor = ray.get_actor(self.name)
+
+        def call(*args, **kwargs):
+            return ray.get(getattr(actor, "call").remote(method, *args, **kwargs))
+
+        return call
+
+
+class TrackingActor:
+    """Ray actor body owning the MLflow client (``ray.remote(TrackingActor)``)."""
+
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        self.tracker = Tracker(tracking_uri, experiment)
+
+    def call(self, method: str, *args, **kwargs):
+        return getattr(self.tracker, method)(*args, **kwargs)
+
+
+def start_tracking_actor(tracking_uri: str, experiment: str) -> TrackerClient:
+    """Start the sweep's tracking actor (0 CPUs) and return a client for it."""
+    import ray
+
+    client = TrackerClient(tracking_uri)
+    # The driver holds the handle: a named actor lives as long as a handle to it does.
+    client._handle = (
+        ray.remote(TrackingActor)
+        .options(name=TRACKER_ACTOR, num_cpus=0)
+        .remote(tracking_uri, experiment)
+    )
+    return client
+
+
 class TrialTracker(Callback):
     """Ray Tune callback logging each trial of one study stage as a nested MLflow run."""
 
@@ -111,7 +159,7 @@ class TrialTracker(Callback):
         self.tags = tags
         self.stage = stage
         self.max_epochs = max_epochs
-        self._tracker: Tracker | None = None
+        self._tracker: TrackerClient | None = None
         self._runs: dict[str, str] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -120,9 +168,9 @@ class TrialTracker(Callback):
         return state
 
     @property
-    def tracker(self) -> Tracker:
+    def tracker(self) -> TrackerClient:
         if self._tracker is None:
-            self._tracker = Tracker(self.tracking_uri, self.experiment)
+            self._tracker = TrackerClient(self.tracking_uri)
         return self._tracker
 
     def _run_for(self, trial) -> str:

@@ -11,7 +11,7 @@ from orchestrator.plan import make_plan
 def test_quickstart_composes_to_frozen_config(tmp_path):
     cfg = build(compose("quickstart", ["search.trials=3"], out_dir=str(tmp_path)))
     assert cfg.name == "quickstart"
-    assert cfg.out_dir == tmp_path
+    assert cfg.out_dir == tmp_path.resolve()
     assert cfg.search.trials == 3
     assert [p.name for p in cfg.probes] == ["linear", "mhca", "protobin"]
     assert cfg.tracking_uri == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"

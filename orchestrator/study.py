@@ -1,0 +1,266 @@
+"""One study (encoder x dataset x probe) as two Ray Tune stages; runs inside a Ray task.
+
+Stage "search" runs the Optuna search (Sobol then TPE) under ASHA; stage "final" reruns the
+top-k configurations with every seed and scores the test split. Each stage is its own Tune
+experiment under ``<storage>/<study_id>/<stage>``, so an interrupted study resumes with
+``Tuner.restore`` and finished trials are never rerun. A study writes no files of its own: it
+returns its trial table and result rows to the driver, and logs through the tracking actor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+from ray import tune
+
+from orchestrator.config import SweepConfig
+from orchestrator.plan import Study
+from orchestrator.provenance import git_sha, provenance_tags
+from orchestrator.search import METRIC, MODE, load_space, make_scheduler, make_searcher
+from orchestrator.tracking import TrackerClient, TrialTracker
+from orchestrator.trial import TrialSpec, run_trial, split_params
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What the driver knows about one (encoder, dataset) after extraction."""
+
+    keys: dict[str, Any]  # split -> StoreKey
+    weights_id: str
+    dataset_version: str
+    task: str
+    metric: str
+    num_classes: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    trials: pl.DataFrame  # every search and final trial
+    rows: pl.DataFrame  # the results rows: one per seed of the selected configuration
+    error: str  # empty when the study finished
+
+
+def _stage_tuner(path: str, trainable, make: callable) -> tune.Tuner:
+    if tune.Tuner.can_restore(path):
+        log.info("resuming Tune experiment %s", path)
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
+    return make()
+
+
+def _trainable(spec: TrialSpec, cfg: SweepConfig):
+    """The trial function bound to ``spec``, under a name unique to the study and stage.
+
+    Tune registers trainables by name in a registry shared by the whole Ray job; studies run
+    concurrently, so a shared name would let one study's trials run with another's spec.
+    """
+
+    def trainable(config: dict[str, Any], spec: TrialSpec) -> None:
+        run_trial(config, spec)
+
+    digest = hashlib.sha1(f"{spec.study_id}/{spec.stage}".encode()).hexdigest()[:12]
+    trainable.__name__ = trainable.__qualname__ = f"trial_{spec.stage}_{digest}"
+    resources = {"cpu": cfg.ray.cpus_per_trial, "gpu": cfg.ray.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(trainable, spec=spec), resources)
+
+
+def _run_stage(
+    cfg: SweepConfig,
+    spec: TrialSpec,
+    tracker_cb: TrialTracker,
+    *,
+    searcher=None,
+    scheduler=None,
+    param_space=None,
+    num_samples: int = 1,
+) -> pl.DataFrame:
+    storage = cfg.tune_storage
+    name = f"{spec.study_id}/{spec.stage}"
+    trainable = _trainable(spec, cfg)
+
+    def make() -> tune.Tuner:
+        return tune.Tuner(
+            trainable,
+            param_space=param_space or {},
+            tune_config=tune.TuneConfig(
+                metric=METRIC,
+                mode=MODE,
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=num_samples,
+                reuse_actors=True,
+                max_concurrent_trials=cfg.ray.max_concurrent_trials or None,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage,
+                callbacks=[tracker_cb],
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
+            ),
+        )
+
+    grid = _stage_tuner(f"{storage.rstrip('/')}/{name}", trainable, make).fit()
+    rows = []
+    for result in grid:
+        metrics = result.metrics or {}
+        config = dict(result.config or {})
+        rows.append(
+            {
+                "trial_id": metrics.get("trial_id", ""),
+                "stage": spec.stage,
+                "status": "error" if result.error else "ok",
+                "error": str(result.error)[-2000:] if result.error else "",
+                "epochs": int(metrics.get("epoch", 0) or 0),
+                "config": repr(config),
+                **{k: v for k, v in metrics.items() if k.startswith(("val_", "test_"))},
+                "seed": int(config.get("seed", 0)),
+                "config_index": int(config.get("config_index", -1)),
+                **{f"param.{k}": v for k, v in config.items() if k not in ("seed", "config_index")},
+            }
+        )
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def top_configs(search: pl.DataFrame, k: int, epochs: int) -> list[dict[str, Any]]:
+    """The k best finished configurations by last validation score (pruned trials ranked too)."""
+    if METRIC not in search.columns:
+        return []
+    ok = search.filter((pl.col("status") == "ok") & pl.col(METRIC).is_not_null())
+    if ok.is_empty():
+        return []
+    params = [c for c in ok.columns if c.startswith("param.")]
+    best = ok.sort([pl.col("epochs") == epochs, METRIC], descending=True).head(k)
+    return [
+        {c.removeprefix("param."): row[c] for c in params if row[c] is not None}
+        for row in best.iter_rows(named=True)
+    ]
+
+
+def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutcome:
+    """Search, final seeds, selection (runs inside a Ray task; writes no files)."""
+    tracker = TrackerClient(cfg.tracking_uri)
+    tags = {
+        "kind": "study",
+        "study_id": study.study_id,
+        "backbone": study.backbone,
+        "encoder": study.encoder.name,
+        "weights_id": extracted.weights_id,
+        "dataset": study.dataset.name,
+        "dataset_version": extracted.dataset_version,
+        "probe": study.probe.name,
+        "metric": extracted.metric,
+        **provenance_tags(),
+    }
+    parent = tracker.ensure_run(study.study_id, tags, kind="study", study_id=study.study_id)
+    base = dict(
+        study_id=study.study_id,
+        probe=study.probe.name,
+        probe_hparams=study.probe.hparams,
+        task=extracted.task,
+        num_classes=extracted.num_classes,
+        store_url=cfg.store_url,
+        keys=extracted.keys,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        warmup_epochs=cfg.train.warmup_epochs,
+        device=cfg.train.device,
+    )
+    child_tags = {k: v for k, v in tags.items() if k != "kind"} | {"kind": "trial"}
+    space = load_space(study.probe.search, study.probe.name)
+    search = _run_stage(
+        cfg,
+        TrialSpec(stage="search", **base),
+        TrialTracker(
+            tracker.tracking_uri, cfg.experiment, parent, child_tags, "search", cfg.train.epochs
+        ),
+        searcher=make_searcher(space, cfg.search.startup_trials),
+        scheduler=make_scheduler(
+            cfg.train.epochs, cfg.search.grace_epochs, cfg.search.reduction_factor
+        ),
+        num_samples=cfg.search.trials,
+    )
+    configs = top_configs(search, cfg.search.top_k, cfg.train.epochs)
+    if not configs:
+        tracker.log(parent, tags={"error": "every search trial failed"})
+        tracker.finish(parent, "FAILED")
+        return StudyOutcome(
+            search, pl.DataFrame(), f"every search trial failed (MLflow run {parent})"
+        )
+    final = _run_stage(
+        cfg,
+        TrialSpec(stage="final", configs=tuple(configs), **base),
+        TrialTracker(
+            tracker.tracking_uri, cfg.experiment, parent, child_tags, "final", cfg.train.epochs
+        ),
+        param_space={
+            "config_index": tune.grid_search(list(range(len(configs)))),
+            "seed": tune.grid_search(list(cfg.seeds)),
+        },
+    )
+    trials = pl.concat([search, final], how="diagonal_relaxed")
+    rows = select_final(final, configs, study, extracted)
+    if rows.is_empty():
+        tracker.finish(parent, "FAILED")
+        return StudyOutcome(trials, rows, f"every final trial failed (MLflow run {parent})")
+    best = configs[int(rows["config_index"][0])]
+    tracker.log(
+        parent,
+        params={f"best.{k}": v for k, v in best.items()},
+        metrics={
+            "test_score_mean": rows["score"].mean(),
+            "test_score_sd": rows["score"].std() or 0.0,
+            "val_score_mean": rows["val_score"].mean(),
+        },
+        tags={"n_seeds": rows.height},
+    )
+    tracker.finish(parent, "FINISHED")
+    return StudyOutcome(trials, rows, "")
+
+
+def select_final(
+    final: pl.DataFrame, configs: list[dict[str, Any]], study: Study, extracted: Extracted
+) -> pl.DataFrame:
+    """Keep the seeds of the top-k config with the best mean validation score."""
+    if "test_score" not in final.columns:
+        return pl.DataFrame()
+    ok = final.filter((pl.col("status") == "ok") & pl.col("test_score").is_not_null())
+    if ok.is_empty():
+        return pl.DataFrame()
+    means = (
+        ok.group_by("config_index")
+        .agg(pl.col("val_score").mean().alias("m"))
+        .sort("m", descending=True)
+    )
+    chosen = int(means["config_index"][0])
+    picked = ok.filter(pl.col("config_index") == chosen).sort("seed")
+    train_kw, probe_kw = split_params(configs[chosen])
+    return pl.DataFrame(
+        [
+            {
+                "backbone": study.backbone,
+                "encoder": study.encoder.name,
+                "weights_id": extracted.weights_id,
+                "dataset": study.dataset.name,
+                "dataset_version": extracted.dataset_version,
+                "probe": study.probe.name,
+                "seed": int(row["seed"]),
+                "score": float(row["test_score"]),
+                "metric": extracted.metric,
+                "val_score": float(row["val_score"]),
+                "config_index": chosen,
+                "lr": float(train_kw.get("lr", float("nan"))),
+                "weight_decay": float(train_kw.get("weight_decay", float("nan"))),
+                "probe_hparams": repr({**study.probe.hparams, **probe_kw}),
+                "study_id": study.study_id,
+                "git_sha": git_sha(),
+            }
+            for row in picked.iter_rows(named=True)
+        ]
+    )
