@@ -57,10 +57,13 @@ def write_report(
     tie_rule: str = "opponent",
     *,
     options: ReportOptions | None = None,
+    expected: pl.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write every report file under ``out_dir``; return ``{name: path}``.
 
-    ``tie_rule`` overrides ``options.tie_rule``. Keys: tables by stem (``summary``,
+    ``tie_rule`` overrides ``options.tie_rule``. ``expected`` (columns backbone, dataset, probe)
+    names cells that should exist, e.g. studies that failed before any final run scored: they are
+    shown as missing even when no row of ``results`` mentions that probe/backbone/dataset. Keys: tables by stem (``summary``,
     ``win_matrix``, ... -> CSV; ``<stem>_parquet``), figures as ``<stem>_png``/``<stem>_pdf``
     (``win_matrix_png``, ``cd_diagram_png``, ...), ``latex`` and ``report`` (report.md).
     """
@@ -71,7 +74,7 @@ def write_report(
     frame = load_results(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = compute(frame, options)
+    data = compute(frame, options, expected)
     paths = write_outputs(data, out)
     report = out / "report.md"
     report.write_text(render_report(data), encoding="utf-8")
@@ -93,10 +96,10 @@ def write_report_from_mlflow(
 
     options = replace(options or ReportOptions(), tie_rule=tie_rule)
     options.validate()
-    frame = load_mlflow(experiment, tracking_uri)
+    frame, unscored = load_mlflow(experiment, tracking_uri)
     where = f" at {tracking_uri}" if tracking_uri else ""
     options = replace(options, source=f"MLflow experiment `{experiment}`{where}")
-    paths = write_report(frame, out_dir, tie_rule, options=options)
+    paths = write_report(frame, out_dir, tie_rule, options=options, expected=unscored)
     paths.update(write_table(frame, Path(out_dir), "mlflow_results"))
     return paths
 

@@ -102,10 +102,14 @@ def _long_counts(counts: WinCounts) -> list[dict]:
     ]
 
 
-def compute(results: pl.DataFrame, options: ReportOptions) -> ReportData:
-    """Every table of the report from a validated results table."""
+def compute(
+    results: pl.DataFrame, options: ReportOptions, expected: pl.DataFrame | None = None
+) -> ReportData:
+    """Every table of the report from a validated results table (``expected``: see summarize)."""
     options.validate()
-    summary = summarize(results, n_boot=options.n_boot, ci=options.ci, seed=options.seed)
+    summary = summarize(
+        results, n_boot=options.n_boot, ci=options.ci, seed=options.seed, expected=expected
+    )
     scale = score_scale(summary)
     counts = win_counts(summary, options.tie_rule)
     all_rules = pl.DataFrame(
