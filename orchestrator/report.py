@@ -166,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry; returns 0 on success, 2 on bad input (message on stderr)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.tracking_uri and not args.mlflow:
+        sys.stderr.write("error: --tracking-uri only applies with --mlflow EXPERIMENT.\n")
+        return 2
     try:
         options = ReportOptions(
             posthoc=args.posthoc,

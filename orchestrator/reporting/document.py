@@ -137,8 +137,9 @@ def _encoders(data: ReportData) -> str:
     a, b = data.options.compare_probes
     if data.encoders is None:
         return md.section(f"Encoders under {a} vs {b}", f"Not computed: needs both {a} and {b}.")
-    overall = data.encoders.filter(pl.col("dataset") == ALL).drop("dataset")
-    overall = overall.with_columns(pl.col(f"mean_{p}") * data.scale for p in (a, b))
+    overall = data.encoders.filter(pl.col("dataset") == ALL).drop(
+        "dataset", f"mean_{a}", f"mean_{b}"
+    )
     return md.section(
         f"Encoders under {a} vs {b}",
         f"Backbones ranked per dataset by seed mean (1 = best); mean over datasets below "
