@@ -54,20 +54,23 @@ def win_matrix(results: pl.DataFrame | str | Path, tie_rule: str = "opponent") -
 def write_report(
     results: pl.DataFrame | str | Path,
     out_dir: str | Path,
-    tie_rule: str = "opponent",
+    tie_rule: str | None = None,
     *,
     options: ReportOptions | None = None,
     expected: pl.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write every report file under ``out_dir``; return ``{name: path}``.
 
-    ``tie_rule`` overrides ``options.tie_rule``. ``expected`` (columns backbone, dataset, probe)
-    names cells that should exist, e.g. studies that failed before any final run scored: they are
-    shown as missing even when no row of ``results`` mentions that probe/backbone/dataset. Keys: tables by stem (``summary``,
-    ``win_matrix``, ... -> CSV; ``<stem>_parquet``), figures as ``<stem>_png``/``<stem>_pdf``
-    (``win_matrix_png``, ``cd_diagram_png``, ...), ``latex`` and ``report`` (report.md).
+    ``tie_rule`` (default ``opponent``) overrides ``options.tie_rule`` when given. ``expected``
+    (columns backbone, dataset, probe) names cells that should exist, e.g. studies that failed
+    before any final run scored: they show as missing even when no row mentions them.
+    Keys: tables by stem (``summary``, ``win_matrix``, ... -> CSV; ``<stem>_parquet``), figures
+    as ``<stem>_png``/``<stem>_pdf`` (``win_matrix_png``, ``cd_diagram_png``, ...), ``latex``
+    (results_table.tex) and ``report`` (report.md). Raises :class:`ReportError` on bad input.
     """
-    options = replace(options or ReportOptions(), tie_rule=tie_rule)
+    options = options or ReportOptions()
+    if tie_rule is not None:
+        options = replace(options, tie_rule=tie_rule)
     if isinstance(results, (str, Path)) and options.source == ReportOptions.source:
         options = replace(options, source=f"`{results}`")
     options.validate()
@@ -86,7 +89,7 @@ def write_report(
 def write_report_from_mlflow(
     experiment: str,
     out_dir: str | Path,
-    tie_rule: str = "opponent",
+    tie_rule: str | None = None,
     *,
     tracking_uri: str | None = None,
     options: ReportOptions | None = None,
@@ -94,7 +97,9 @@ def write_report_from_mlflow(
     """The same report from the final runs of an MLflow experiment (plus ``mlflow_results``)."""
     from orchestrator.reporting.mlflow_source import load_mlflow
 
-    options = replace(options or ReportOptions(), tie_rule=tie_rule)
+    options = options or ReportOptions()
+    if tie_rule is not None:
+        options = replace(options, tie_rule=tie_rule)
     options.validate()
     frame, unscored = load_mlflow(experiment, tracking_uri)
     where = f" at {tracking_uri}" if tracking_uri else ""

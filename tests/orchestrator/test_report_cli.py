@@ -137,3 +137,12 @@ def test_single_probe_single_seed_still_reports(tmp_path: Path) -> None:
     assert pl.read_csv(paths["win_matrix"]).rows() == [("linear", 0)]
     assert "single seed" in paths["report"].read_text()
     assert paths["win_matrix_png"].stat().st_size > 0
+
+
+def test_options_tie_rule_used_unless_overridden(tmp_path: Path) -> None:
+    from orchestrator.report import ReportOptions
+
+    paths = write_report(small(), tmp_path / "a", options=ReportOptions(tie_rule="own"))
+    assert "own rule" in paths["report"].read_text()
+    paths = write_report(small(), tmp_path / "b", "max", options=ReportOptions(tie_rule="own"))
+    assert "max rule" in paths["report"].read_text()
