@@ -7,6 +7,7 @@ disagree with the CSV/parquet files.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,14 @@ def compute(
     )
     encoders = encoder_ranks(summary, *options.compare_probes)
     finetune = None
+    probes = list(counts.probes)
+    if options.finetune_refs and options.baseline not in probes:
+        close = difflib.get_close_matches(options.baseline, probes, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ReportError(
+            f"baseline probe {options.baseline!r} for the fine-tuning gap is not in the results."
+            f"{hint} Probes present: {', '.join(probes)}. Pass --baseline with one of them."
+        )
     if options.finetune_refs:
         finetune = finetune_gap(summary, parse_refs(options.finetune_refs), scale, options.baseline)
     return ReportData(

@@ -163,3 +163,9 @@ def test_uncomputable_sections_say_so(tmp_path: Path) -> None:
     text = paths["report"].read_text()
     assert "Not computed: needs at least 3 probes" in text
     assert "Not computed: needs both linear and protobin" in text
+
+
+def test_unknown_baseline_refused(tmp_path: Path) -> None:
+    options = ReportOptions(finetune_refs=("as20k=eat:40.2%",), baseline="linaer")
+    with pytest.raises(ReportError, match=r"'linaer'.*Did you mean 'linear'\?"):
+        write_report(full(), tmp_path, options=options)
