@@ -167,7 +167,7 @@ def write_outputs(data: ReportData, out: Path) -> dict[str, Path]:
         plots.win_matrix_figure(
             data.counts.wins,
             data.counts.probes,
-            f"wins ({rule} rule), wins/compared",
+            f"row beats column ({rule} rule): wins / compared",
             data.counts.compared,
         ),
         "win_matrix",
