@@ -54,24 +54,30 @@ def win_matrix(results: pl.DataFrame | str | Path, tie_rule: str = "opponent") -
 def write_report(
     results: pl.DataFrame | str | Path,
     out_dir: str | Path,
-    tie_rule: str = "opponent",
+    tie_rule: str | None = None,
     *,
     options: ReportOptions | None = None,
+    expected: pl.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write every report file under ``out_dir``; return ``{name: path}``.
 
-    ``tie_rule`` overrides ``options.tie_rule``. Keys: tables by stem (``summary``,
-    ``win_matrix``, ... -> CSV; ``<stem>_parquet``), figures as ``<stem>_png``/``<stem>_pdf``
-    (``win_matrix_png``, ``cd_diagram_png``, ...), ``latex`` and ``report`` (report.md).
+    ``tie_rule`` (default ``opponent``) overrides ``options.tie_rule`` when given. ``expected``
+    (columns backbone, dataset, probe) names cells that should exist, e.g. studies that failed
+    before any final run scored: they show as missing even when no row mentions them.
+    Keys: tables by stem (``summary``, ``win_matrix``, ... -> CSV; ``<stem>_parquet``), figures
+    as ``<stem>_png``/``<stem>_pdf`` (``win_matrix_png``, ``cd_diagram_png``, ...), ``latex``
+    (results_table.tex) and ``report`` (report.md). Raises :class:`ReportError` on bad input.
     """
-    options = replace(options or ReportOptions(), tie_rule=tie_rule)
+    options = options or ReportOptions()
+    if tie_rule is not None:
+        options = replace(options, tie_rule=tie_rule)
     if isinstance(results, (str, Path)) and options.source == ReportOptions.source:
         options = replace(options, source=f"`{results}`")
     options.validate()
     frame = load_results(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = compute(frame, options)
+    data = compute(frame, options, expected)
     paths = write_outputs(data, out)
     report = out / "report.md"
     report.write_text(render_report(data), encoding="utf-8")
@@ -83,7 +89,7 @@ def write_report(
 def write_report_from_mlflow(
     experiment: str,
     out_dir: str | Path,
-    tie_rule: str = "opponent",
+    tie_rule: str | None = None,
     *,
     tracking_uri: str | None = None,
     options: ReportOptions | None = None,
@@ -91,12 +97,14 @@ def write_report_from_mlflow(
     """The same report from the final runs of an MLflow experiment (plus ``mlflow_results``)."""
     from orchestrator.reporting.mlflow_source import load_mlflow
 
-    options = replace(options or ReportOptions(), tie_rule=tie_rule)
+    options = options or ReportOptions()
+    if tie_rule is not None:
+        options = replace(options, tie_rule=tie_rule)
     options.validate()
-    frame = load_mlflow(experiment, tracking_uri)
+    frame, unscored = load_mlflow(experiment, tracking_uri)
     where = f" at {tracking_uri}" if tracking_uri else ""
     options = replace(options, source=f"MLflow experiment `{experiment}`{where}")
-    paths = write_report(frame, out_dir, tie_rule, options=options)
+    paths = write_report(frame, out_dir, tie_rule, options=options, expected=unscored)
     paths.update(write_table(frame, Path(out_dir), "mlflow_results"))
     return paths
 
@@ -163,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry; returns 0 on success, 2 on bad input (message on stderr)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.tracking_uri and not args.mlflow:
+        sys.stderr.write("error: --tracking-uri only applies with --mlflow EXPERIMENT.\n")
+        return 2
     try:
         options = ReportOptions(
             posthoc=args.posthoc,

@@ -7,6 +7,7 @@ disagree with the CSV/parquet files.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,10 +103,14 @@ def _long_counts(counts: WinCounts) -> list[dict]:
     ]
 
 
-def compute(results: pl.DataFrame, options: ReportOptions) -> ReportData:
-    """Every table of the report from a validated results table."""
+def compute(
+    results: pl.DataFrame, options: ReportOptions, expected: pl.DataFrame | None = None
+) -> ReportData:
+    """Every table of the report from a validated results table (``expected``: see summarize)."""
     options.validate()
-    summary = summarize(results, n_boot=options.n_boot, ci=options.ci, seed=options.seed)
+    summary = summarize(
+        results, n_boot=options.n_boot, ci=options.ci, seed=options.seed, expected=expected
+    )
     scale = score_scale(summary)
     counts = win_counts(summary, options.tie_rule)
     all_rules = pl.DataFrame(
@@ -117,6 +122,14 @@ def compute(results: pl.DataFrame, options: ReportOptions) -> ReportData:
     )
     encoders = encoder_ranks(summary, *options.compare_probes)
     finetune = None
+    probes = list(counts.probes)
+    if options.finetune_refs and options.baseline not in probes:
+        close = difflib.get_close_matches(options.baseline, probes, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ReportError(
+            f"baseline probe {options.baseline!r} for the fine-tuning gap is not in the results."
+            f"{hint} Probes present: {', '.join(probes)}. Pass --baseline with one of them."
+        )
     if options.finetune_refs:
         finetune = finetune_gap(summary, parse_refs(options.finetune_refs), scale, options.baseline)
     return ReportData(
@@ -154,7 +167,7 @@ def write_outputs(data: ReportData, out: Path) -> dict[str, Path]:
         plots.win_matrix_figure(
             data.counts.wins,
             data.counts.probes,
-            f"wins ({rule} rule), wins/compared",
+            f"row beats column ({rule} rule): wins / compared",
             data.counts.compared,
         ),
         "win_matrix",

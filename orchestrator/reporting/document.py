@@ -136,9 +136,15 @@ def _families(data: ReportData) -> str:
 def _encoders(data: ReportData) -> str:
     a, b = data.options.compare_probes
     if data.encoders is None:
-        return md.section(f"Encoders under {a} vs {b}", f"Not computed: needs both {a} and {b}.")
-    overall = data.encoders.filter(pl.col("dataset") == ALL).drop("dataset")
-    overall = overall.with_columns(pl.col(f"mean_{p}") * data.scale for p in (a, b))
+        present = ", ".join(data.counts.probes)
+        return md.section(
+            f"Encoders under {a} vs {b}",
+            f"Not computed: needs both {a} and {b} (probes present: {present}; choose two with "
+            "--compare-probes A B).",
+        )
+    overall = data.encoders.filter(pl.col("dataset") == ALL).drop(
+        "dataset", f"mean_{a}", f"mean_{b}"
+    )
     return md.section(
         f"Encoders under {a} vs {b}",
         f"Backbones ranked per dataset by seed mean (1 = best); mean over datasets below "
@@ -185,6 +191,8 @@ def _significance(data: ReportData) -> str:
 def _finetune(data: ReportData) -> str:
     if data.finetune is None:
         return ""
+    if data.finetune.height == 0:
+        return md.section("Gap to fine-tuning", "No reference matched a (dataset, backbone).")
     shown = data.finetune.with_columns(
         (pl.col(c) * data.scale) for c in ("mean", "finetune", "baseline_mean", "gap")
     )

@@ -15,6 +15,7 @@ or F == L). The paper's example: on as20k, EAT protobin 31.67 vs linear 17.29 an
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ import polars as pl
 import yaml
 
 from orchestrator.reporting.sources import ReportError, read_table
+
+log = logging.getLogger(__name__)
 
 _SPEC = re.compile(r"^\s*([^=\s]+)\s*=\s*([^:\s]+)\s*:\s*([-+0-9.eE]+)\s*(%?)\s*$")
 
@@ -130,6 +133,13 @@ def finetune_gap(
                 | pl.col("backbone").str.starts_with(ref.backbone + "@")
             )
         )
+        if cells.height == 0:
+            log.warning(
+                "fine-tuning reference %s=%s matches no result (datasets: %s)",
+                ref.dataset,
+                ref.backbone,
+                ", ".join(sorted(observed.get_column("dataset").unique().to_list())),
+            )
         for backbone in sorted(cells.get_column("backbone").unique().to_list()):
             group = cells.filter(pl.col("backbone") == backbone)
             base = group.filter(pl.col("probe") == baseline).get_column("mean")

@@ -1,7 +1,8 @@
 """A paper-ready LaTeX table of mean ± sd per (dataset, backbone) x probe, best cell in bold.
 
-Needs only ``booktabs`` in the preamble. The best cell per row is the highest seed mean (equal
-best means are all bold); a missing cell prints ``--`` and is never a candidate for best.
+Needs only ``booktabs`` in the preamble. The best cell per row is the highest seed mean at the
+printed precision (cells that print the same best mean are all bold); a missing cell prints
+``--`` and is never a candidate for best.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def latex_table(
         if previous is not None and dataset != previous:
             lines.append(r"\midrule")
         row_cells = [cells.get((dataset, backbone, p)) for p in probes]
-        means = [c["mean"] for c in row_cells if c is not None and c["n"]]
+        means = [round(c["mean"] * scale, digits) for c in row_cells if c is not None and c["n"]]
         best = max(means) if means else None
         texts = []
         for c in row_cells:
@@ -63,7 +64,8 @@ def latex_table(
             text = f"{c['mean'] * scale:.{digits}f}"
             if c["sd"] is not None:
                 text += rf" \pm {c['sd'] * scale:.{digits}f}"
-            texts.append(rf"$\mathbf{{{text}}}$" if c["mean"] == best else f"${text}$")
+            is_best = round(c["mean"] * scale, digits) == best
+            texts.append(rf"$\mathbf{{{text}}}$" if is_best else f"${text}$")
         label = escape(dataset) if dataset != previous else ""
         lines.append(f"{label} & {escape(backbone)} & " + " & ".join(texts) + r" \\")
         previous = dataset

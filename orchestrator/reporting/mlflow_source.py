@@ -30,8 +30,14 @@ def _field(run: Any, name: str) -> str | None:
     return run.data.tags.get(name, run.data.params.get(name))
 
 
-def load_mlflow(experiment: str, tracking_uri: str | None = None) -> pl.DataFrame:
-    """Final runs of ``experiment`` as a long table (backbone, dataset, probe, seed, score, ...)."""
+def load_mlflow(
+    experiment: str, tracking_uri: str | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Final runs of ``experiment`` as a long table (backbone, dataset, probe, seed, score, ...).
+
+    Also returns the (backbone, dataset, probe) keys of final runs that have no score (failed or
+    unfinished), so the report can show those cells as missing.
+    """
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -57,10 +63,10 @@ def load_mlflow(experiment: str, tracking_uri: str | None = None) -> pl.DataFram
         token = page.token
         if not token:
             break
-    rows, skipped, incomplete = [], 0, []
+    rows, unscored, incomplete = [], [], []
     for run in runs:
         if run.info.status in BAD_STATUS or METRIC not in run.data.metrics:
-            skipped += 1
+            unscored.append({c: _field(run, c) for c in ("backbone", "dataset", "probe")})
             continue
         row: dict[str, Any] = {c: _field(run, c) for c in KEY_COLUMNS}
         if any(v is None for v in row.values()):
@@ -77,9 +83,14 @@ def load_mlflow(experiment: str, tracking_uri: str | None = None) -> pl.DataFram
             f"{', '.join(KEY_COLUMNS)} (run ids: {', '.join(incomplete[:5])}); tag them or "
             "delete them."
         )
-    if skipped:
+    unscored_frame = pl.DataFrame(
+        unscored, schema=dict.fromkeys(("backbone", "dataset", "probe"), pl.Utf8)
+    ).drop_nulls()
+    if unscored:
         log.warning(
-            "%d final run(s) without %s or failed/killed: left out (missing cells)", skipped, METRIC
+            "%d final run(s) without %s or failed/killed: left out (missing cells)",
+            len(unscored),
+            METRIC,
         )
     if not rows:
         raise ReportError(
@@ -97,4 +108,4 @@ def load_mlflow(experiment: str, tracking_uri: str | None = None) -> pl.DataFram
             frame.height - deduped.height,
             experiment,
         )
-    return deduped.drop("start_time")
+    return deduped.drop("start_time"), unscored_frame

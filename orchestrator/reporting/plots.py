@@ -77,7 +77,9 @@ def win_matrix_figure(
     fig = new_figure(size + 1.2, size)
     ax = fig.add_subplot()
     image = draw_heatmap(ax, wins, probes, title, compared)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="configurations won")
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, label="configurations won")
+    bar.locator = MaxNLocator(integer=True)
+    bar.update_ticks()
     return fig
 
 

@@ -82,7 +82,8 @@ def encoder_ranks(summary: pl.DataFrame, probe_a: str, probe_b: str) -> pl.DataF
     """Backbones ranked per dataset under ``probe_a`` and ``probe_b``; None if either is absent.
 
     Columns: dataset, backbone, mean_<a>, rank_<a>, mean_<b>, rank_<b>, rank_shift (rank_a -
-    rank_b; positive: the backbone climbs under probe_b). ``(all)`` rows hold mean ranks.
+    rank_b; positive: the backbone climbs under probe_b). ``(all)`` rows hold mean ranks (their
+    mean columns stay empty: scores of different datasets and metrics are not averaged).
     """
     present = set(summary.filter(pl.col("n") > 0).get_column("probe").unique().to_list())
     if probe_a not in present or probe_b not in present:
@@ -108,9 +109,9 @@ def encoder_ranks(summary: pl.DataFrame, probe_a: str, probe_b: str) -> pl.DataF
     overall = (
         both.group_by("backbone")
         .agg(
-            pl.col(f"mean_{probe_a}").mean(),
+            pl.lit(None, pl.Float64).alias(f"mean_{probe_a}"),
             pl.col(f"rank_{probe_a}").mean(),
-            pl.col(f"mean_{probe_b}").mean(),
+            pl.lit(None, pl.Float64).alias(f"mean_{probe_b}"),
             pl.col(f"rank_{probe_b}").mean(),
             pl.col("rank_shift").mean(),
         )

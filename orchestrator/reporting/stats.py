@@ -15,15 +15,17 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import polars as pl
-import scikit_posthocs as sp
 from scipy.stats import friedmanchisquare, studentized_range
 
 from orchestrator.reporting.ranks import complete_rows, mean_ranks, score_matrix
 from orchestrator.reporting.sources import ReportError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,9 @@ def friedman_posthoc(
             mean_ranks=ranks,
             skipped="Friedman statistic undefined (all probes tied in every block)",
         )
+    import pandas as pd  # scikit-posthocs works on pandas; imported only when a test runs
+    import scikit_posthocs as sp
+
     wide = pd.DataFrame(block, columns=probes)
     try:
         if posthoc == "nemenyi":

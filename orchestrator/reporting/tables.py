@@ -51,7 +51,8 @@ def bootstrap_ci(
     """Percentile bootstrap CI of the mean over seeds; ``(None, None)`` for < 2 seeds or n_boot 0.
 
     Seeds are resampled with replacement ``n_boot`` times. The generator is seeded from ``seed``
-    and a CRC32 of ``key`` so a cell's interval does not depend on the table's row order.
+    and a CRC32 of ``key``, and scores arrive sorted by seed, so a cell's interval does not
+    depend on the table's row order or on the other cells.
     """
     if scores.size < 2 or n_boot <= 0:
         return None, None
@@ -63,19 +64,30 @@ def bootstrap_ci(
 
 
 def summarize(
-    results: pl.DataFrame, *, n_boot: int = DEFAULT_N_BOOT, ci: float = DEFAULT_CI, seed: int = 0
+    results: pl.DataFrame,
+    *,
+    n_boot: int = DEFAULT_N_BOOT,
+    ci: float = DEFAULT_CI,
+    seed: int = 0,
+    expected: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Summarise a validated results table per (backbone, dataset, probe).
 
     Columns: backbone, dataset, probe, mean, sd (ddof=1; empty for n < 2), n, ci_low, ci_high
     (bootstrap, see :func:`bootstrap_ci`), and ``metric``/``dataset_version`` when the input has
-    them. Rows cover the full grid; cells without runs have n = 0 and empty statistics.
+    them. Rows cover the full grid of the backbones, datasets and probes seen in ``results``
+    and in ``expected`` (cells that should exist, e.g. final runs that never logged a score);
+    cells without runs have n = 0 and empty statistics.
     """
-    observed = results.group_by(list(CELL)).agg(
-        pl.col("score").mean().alias("mean"),
-        pl.col("score").std(ddof=1).alias("sd"),
-        pl.len().cast(pl.Int64).alias("n"),
-        pl.col("score").alias("_scores"),
+    observed = (
+        results.sort([*CELL, "seed"])
+        .group_by(list(CELL), maintain_order=True)
+        .agg(
+            pl.col("score").mean().alias("mean"),
+            pl.col("score").std(ddof=1).alias("sd"),
+            pl.len().cast(pl.Int64).alias("n"),
+            pl.col("score").alias("_scores"),
+        )
     )
     lows, highs = [], []
     for row in observed.iter_rows(named=True):
@@ -88,7 +100,10 @@ def summarize(
     observed = observed.drop("_scores").with_columns(
         pl.Series("ci_low", lows, dtype=pl.Float64), pl.Series("ci_high", highs, dtype=pl.Float64)
     )
-    grid = _grid(results)
+    keys = results.select(CELL)
+    if expected is not None and expected.height:
+        keys = pl.concat([keys, expected.select(pl.col(c).cast(pl.Utf8) for c in CELL)])
+    grid = _grid(keys)
     summary = grid.join(observed, on=list(CELL), how="left").with_columns(pl.col("n").fill_null(0))
     for extra in ("metric", "dataset_version"):
         if extra in results.columns:

@@ -118,3 +118,31 @@ def test_non_final_stage_rows_are_ignored(tmp_path: Path) -> None:
     paths = write_report(pl.concat([frame, extra]), tmp_path)
     summary = pl.read_csv(paths["summary"])
     assert summary.get_column("n").max() == 3
+
+
+def test_cli_tracking_uri_needs_mlflow(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "r.csv"
+    small().write_csv(src)
+    assert (
+        main(["--results", str(src), "--out", str(tmp_path), "--tracking-uri", "sqlite:///x"]) == 2
+    )
+    assert "--mlflow" in capsys.readouterr().err
+
+
+def test_single_probe_single_seed_still_reports(tmp_path: Path) -> None:
+    frame = pl.DataFrame(
+        {"backbone": ["eat"], "dataset": ["d"], "probe": ["linear"], "seed": [0], "score": [0.5]}
+    )
+    paths = write_report(frame, tmp_path)
+    assert pl.read_csv(paths["win_matrix"]).rows() == [("linear", 0)]
+    assert "single seed" in paths["report"].read_text()
+    assert paths["win_matrix_png"].stat().st_size > 0
+
+
+def test_options_tie_rule_used_unless_overridden(tmp_path: Path) -> None:
+    from orchestrator.report import ReportOptions
+
+    paths = write_report(small(), tmp_path / "a", options=ReportOptions(tie_rule="own"))
+    assert "own rule" in paths["report"].read_text()
+    paths = write_report(small(), tmp_path / "b", "max", options=ReportOptions(tie_rule="own"))
+    assert "max rule" in paths["report"].read_text()
