@@ -159,19 +159,19 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
         **provenance_tags(),
     }
     parent = tracker.ensure_run(study.study_id, tags, kind="study", study_id=study.study_id)
-    base = dict(
-        study_id=study.study_id,
-        probe=study.probe.name,
-        probe_hparams=study.probe.hparams,
-        task=extracted.task,
-        num_classes=extracted.num_classes,
-        store_url=cfg.store_url,
-        keys=extracted.keys,
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        warmup_epochs=cfg.train.warmup_epochs,
-        device=cfg.train.device,
-    )
+    base = {
+        "study_id": study.study_id,
+        "probe": study.probe.name,
+        "probe_hparams": study.probe.hparams,
+        "task": extracted.task,
+        "num_classes": extracted.num_classes,
+        "store_url": cfg.store_url,
+        "keys": extracted.keys,
+        "epochs": cfg.train.epochs,
+        "batch_size": cfg.train.batch_size,
+        "warmup_epochs": cfg.train.warmup_epochs,
+        "device": cfg.train.device,
+    }
     child_tags = {k: v for k, v in tags.items() if k != "kind"} | {"kind": "trial"}
     space = load_space(study.probe.search, study.probe.name)
     search = _run_stage(

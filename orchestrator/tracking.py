@@ -112,7 +112,7 @@ class TrackerClient:
         actor = ray.get_actor(self.name)
 
         def call(*args, **kwargs):
-            return ray.get(getattr(actor, "call").remote(method, *args, **kwargs))
+            return ray.get(actor.call.remote(method, *args, **kwargs))
 
         return call
 
