@@ -55,12 +55,15 @@ def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return train, probe
 
 
-def _percent(metrics: dict[str, float], prefix: str = "") -> dict[str, float]:
-    """Scores in percent (the loss is dropped), optionally renamed ``<prefix>_<name>``."""
+SCORES = ("score", "map", "accuracy", "auroc")
+
+
+def _percent(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    """The score metrics (in [0, 1] from probes/) as percentages, named ``<prefix>_<name>``."""
     return {
-        f"{prefix}_{name}" if prefix else name: 100.0 * float(value)
+        f"{prefix}_{name}": 100.0 * float(value)
         for name, value in metrics.items()
-        if name != "loss"
+        if name in SCORES
     }
 
 
@@ -111,7 +114,13 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
                 f"training loss is {loss} at epoch {epoch} (probe {spec.probe}, params {params}); "
                 "the trial is marked failed. Lower the learning rate range in sweeps/search/."
             )
-        report = {"epoch": epoch, "train_loss": loss, **_percent(metrics)}
+        val = {k.removeprefix("val_"): v for k, v in metrics.items() if k.startswith("val_")}
+        report = {
+            "epoch": epoch,
+            "train_loss": loss,
+            "train_lr": float(metrics.get("lr", float("nan"))),
+            **_percent(val, "val"),
+        }
         if spec.stage == "final" and epoch == spec.epochs:
             test = evaluate(probe, data["test"], batch_size=spec.batch_size, device=device)
             report.update(_percent(test, "test"))
