@@ -114,7 +114,7 @@ def convert_audiomae(obj: object, own: Mapping[str, Tensor], opts: Mapping[str, 
 
 def convert_asit(obj: object, own: Mapping[str, Tensor], opts: Mapping[str, object]) -> State:
     if identify(obj) == "vit_plain":  # an already extracted backbone state dict
-        sd = _floats(obj["model"] if "model" in obj else obj)  # type: ignore[index,operator]
+        sd = _floats(obj.get("model", obj))  # type: ignore[attr-defined]
         return _drop(sd, ("head.", "head_cls.", "head_recons."))
     branch = str(opts.get("branch", "teacher"))
     if branch not in ("teacher", "student"):

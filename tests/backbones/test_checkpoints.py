@@ -216,9 +216,11 @@ def test_s3_checkpoint_through_a_local_moto_server(tmp_path: Path,
         endpoint = f"http://{host}:{port}"
         for var, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                            "AWS_DEFAULT_REGION": "us-east-1",
-                           "FSSPEC_S3_ENDPOINT_URL": endpoint,
                            "UNMUTE_CACHE": str(tmp_path / "cache")}.items():
             monkeypatch.setenv(var, value)
+        import fsspec.config
+
+        monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
         src = source("beats")
         local = files.write(files.beats(src), tmp_path / "BEATs_iter3.pt")
         s3 = boto3.client("s3", endpoint_url=endpoint)
