@@ -147,47 +147,52 @@ class FlacClips(Dataset):
         return feats[0], frames[0]
 
 
-def _cuda_loop(bb: Backbone, loader: Iterator[tuple[torch.Tensor, torch.Tensor]],
-               dtype: torch.dtype | None) -> int:
+def _accel_loop(bb: Backbone, loader: Iterator[tuple[torch.Tensor, torch.Tensor]],
+                dtype: torch.dtype | None) -> int:
+    dev = bb.device
     n = 0
     for feats, frames in loader:
-        feats = feats.to("cuda", non_blocking=True)
-        with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+        feats = feats.to(dev, non_blocking=True)
+        with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             bb.embed_features(feats, frames)
         n += feats.shape[0]
-    torch.cuda.synchronize()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     return n
 
 
-def bench_cuda(name: str, size: str, batch_sizes: list[int], dtypes: list[str], batches: int,
-               workers: int) -> list[dict[str, object]]:
-    bb = create_backbone(name, checkpoint="random", size=size).to("cuda")
+def bench_accel(name: str, size: str, batch_sizes: list[int], dtypes: list[str], batches: int,
+                workers: int, device: str = "cuda") -> list[dict[str, object]]:
+    """Model-only vs end-to-end (CPU workers) throughput; ``device="cpu"`` smoke-tests it."""
+    bb = create_backbone(name, checkpoint="random", size=size).to(device)
+    cuda = device == "cuda"
     data = flac_bytes(synthetic_clips(1, 10.0)[0], 16_000)
     rows: list[dict[str, object]] = []
     dmap = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     for dname in dtypes:
         for bs in batch_sizes:
             feats, frames = bb.features(synthetic_clips(bs, 10.0), 16_000)
-            feats = feats.cuda()
+            feats = feats.to(device)
             model_only = [(feats, frames)] * batches
-            _cuda_loop(bb, iter(model_only[:1]), dmap[dname])  # warm-up / autotune
+            _accel_loop(bb, iter(model_only[:1]), dmap[dname])  # warm-up / autotune
             t0 = time.perf_counter()
-            n = _cuda_loop(bb, iter(model_only), dmap[dname])
+            n = _accel_loop(bb, iter(model_only), dmap[dname])
             model_cps = n / (time.perf_counter() - t0)
             loader = DataLoader(FlacClips(data, bs * (batches + 2), bb.spec.frontend),
-                                batch_size=bs, num_workers=workers, pin_memory=True,
+                                batch_size=bs, num_workers=workers, pin_memory=cuda,
                                 prefetch_factor=4 if workers else None,
                                 persistent_workers=False)
             it = iter(loader)
-            _cuda_loop(bb, iter([next(it), next(it)]), dmap[dname])  # start the workers
+            _accel_loop(bb, iter([next(it), next(it)]), dmap[dname])  # start the workers
             t0 = time.perf_counter()
-            n = _cuda_loop(bb, it, dmap[dname])
+            n = _accel_loop(bb, it, dmap[dname])
             e2e_cps = n / (time.perf_counter() - t0)
-            mem = torch.cuda.max_memory_allocated() / 2**30
+            mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
             rows.append({"encoder": name, "dtype": dname, "batch": bs, "model_cps": model_cps,
                          "e2e_cps": e2e_cps, "peak_gib": mem,
                          "bound": "cpu decode+fbank" if e2e_cps < 0.8 * model_cps else "model"})
-            torch.cuda.reset_peak_memory_stats()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
     return rows
 
 
@@ -225,6 +230,8 @@ def main() -> None:
     p.add_argument("--batch-sizes", type=int, nargs="*", default=[16, 32, 64, 128])
     p.add_argument("--dtypes", nargs="*", default=["fp32", "bf16", "fp16"])
     p.add_argument("--workers", type=int, default=12, help="CPU workers feeding the GPU")
+    p.add_argument("--loader-smoke", action="store_true",
+                   help="run the GPU benchmark's code path on the CPU (tiny check, no GPU)")
     p.add_argument("--gpu-tflops", type=float, default=250.0,
                    help="assumed sustained bf16 TFLOP/s for the FLOP-based GPU estimate")
     args = p.parse_args()
@@ -256,13 +263,15 @@ def main() -> None:
                 f"{args.gpu_tflops:g} TFLOP/s sustained; NOT measured")
     print_hours({k: min(v, feed) for k, v in gpu_model.items()}, total_windows,
                 f"GPU fed by {args.workers} CPU workers: min(model, decode+front end); estimate")
-    if use_cuda:
-        print(f"\n## CUDA ({torch.cuda.get_device_name()}, {args.workers} CPU workers)\n")
+    if use_cuda or args.loader_smoke:
+        device = "cuda" if use_cuda else "cpu"
+        title = torch.cuda.get_device_name() if use_cuda else "CPU smoke run of the GPU path"
+        print(f"\n## {device.upper()} ({title}, {args.workers} CPU workers)\n")
         print("| encoder | dtype | batch | model clips/s | end-to-end clips/s | peak GiB | bound |")
         print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
         for name in args.encoders:
-            for r in bench_cuda(name, args.size, args.batch_sizes, args.dtypes, args.batches,
-                                args.workers):
+            for r in bench_accel(name, args.size, args.batch_sizes, args.dtypes, args.batches,
+                                 args.workers, device):
                 print(f"| {r['encoder']} | {r['dtype']} | {r['batch']} | {r['model_cps']:,.0f} | "
                       f"{r['e2e_cps']:,.0f} | {r['peak_gib']:.1f} | {r['bound']} |", flush=True)
 
