@@ -105,3 +105,33 @@ def test_asit_positions_are_resized_from_37x8() -> None:
     assert bb.encoder.pos_embed.shape == (1, 1 + 37 * 8, 64)
     assert bb.encoder.patch_pos(64, 8).shape == (1, 512, 64)
     assert torch.allclose(bb.encoder.patch_pos(37, 8), bb.encoder.pos_embed[:, 1:])
+
+
+OFFICIAL_BASE = {  # encoder keys and shapes of the official base models (shared/ENCODERS.md)
+    "audiomae": (150, {"pos_embed": (1, 513, 768), "blocks.11.attn.qkv.weight": (2304, 768)}),
+    "asit": (150, {"pos_embed": (1, 297, 768), "patch_embed.proj.weight": (768, 1, 16, 16)}),
+    "beats": (250, {"encoder.pos_conv.0.weight_v": (768, 48, 128),
+                    "encoder.pos_conv.0.weight_g": (1, 1, 128),
+                    "encoder.layers.11.self_attn.relative_attention_bias.weight": (320, 12),
+                    "encoder.layers.0.self_attn.grep_linear.weight": (8, 64),
+                    "patch_embedding.weight": (512, 1, 16, 16)}),
+    "dasheng": (155, {"time_pos_embed": (1, 768, 1, 252), "init_bn.1.running_var": (64,),
+                      "patch_embed.proj.weight": (768, 1, 64, 4)}),  # + 2 front_end buffers
+    "eat": (150, {"pos_embed": (1, 512, 768), "blocks.0.mlp.fc1.weight": (3072, 768)}),
+}
+
+
+@pytest.mark.parametrize("family", sorted(OFFICIAL_BASE))
+def test_base_models_have_the_official_key_count_and_shapes(family: str) -> None:
+    from backbones.base import BASE
+    from backbones.factory import build_encoder
+    from backbones.zoo import BACKBONES
+
+    spec = next(e.spec for _, e in BACKBONES.items() if e.family == family)
+    with torch.device("meta"):
+        enc = build_encoder(family, BASE, spec)
+    sd = enc.state_dict()
+    count, shapes = OFFICIAL_BASE[family]
+    assert len(sd) == count
+    for key, shape in shapes.items():
+        assert tuple(sd[key].shape) == shape, key
