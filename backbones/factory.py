@@ -19,7 +19,12 @@ from backbones import formats
 from backbones.base import SIZES, ArchConfig, Backbone, TokenEncoder
 from backbones.beats import BEATsConfig, BEATsEncoder
 from backbones.checkpoints import (
-    CheckpointError, load_file, load_strict, resolve, sha256_file, verify_sha256,
+    CheckpointError,
+    load_file,
+    load_strict,
+    resolve,
+    sha256_file,
+    verify_sha256,
 )
 from backbones.dasheng import DashengEncoder
 from backbones.frontend import Frontend

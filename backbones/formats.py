@@ -25,6 +25,8 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     # layout: (description, encoders that read it)
     "audiomae": ("Audio-MAE {model, ...} with a Swin decoder", ("audiomae",)),
     "asit": ("ASiT DINO-style {student, teacher}", ("asit",)),
+    "vit_plain": ("a bare timm-style ViT state dict (cls_token, pos_embed, blocks.*)",
+                  ("audiomae", "asit")),
     "beats": ("BEATs {cfg, model} self-supervised", ("beats", "beats_plus")),
     "beats_finetuned": ("BEATs {cfg, model, label_dict} AudioSet-fine-tuned", ("beats_plus",)),
     "dasheng": ("Dasheng {model, config}", ("dasheng",)),
@@ -61,9 +63,10 @@ def identify(obj: object) -> str | None:
         return "eat_finetuned"
     if "model.extra_tokens" in keys or "model.local_encoder.proj.weight" in keys:
         return "eat_hf_finetuned" if "model.head.weight" in keys else "eat_hf_pretrain"
-    if "decoder_pred.weight" in keys or ("cls_token" in keys and "pos_embed" in keys
-                                         and "patch_embed.proj.weight" in keys):
+    if "decoder_pred.weight" in keys:
         return "audiomae"
+    if {"cls_token", "pos_embed", "patch_embed.proj.weight"} <= keys:
+        return "vit_plain"
     return None
 
 
@@ -110,6 +113,9 @@ def convert_audiomae(obj: object, own: Mapping[str, Tensor], opts: Mapping[str, 
 
 
 def convert_asit(obj: object, own: Mapping[str, Tensor], opts: Mapping[str, object]) -> State:
+    if identify(obj) == "vit_plain":  # an already extracted backbone state dict
+        sd = _floats(obj.get("model", obj))  # type: ignore[attr-defined]
+        return _drop(sd, ("head.", "head_cls.", "head_recons."))
     branch = str(opts.get("branch", "teacher"))
     if branch not in ("teacher", "student"):
         raise CheckpointError(f"ASiT branch {branch!r} is invalid; valid: 'teacher', 'student'.")

@@ -53,7 +53,8 @@ class PatchEmbed(nn.Module):
 
 class AudioViT(TokenEncoder):
     """Audio-MAE / ASiT encoder. ``pos_grid`` is the grid the stored ``pos_embed`` was made for;
-    ASiT's (37 x 8) table is resized bicubically to the window's grid at run time."""
+    ASiT's (37 x 8) table (pretrained on 592 frames) is resized bicubically to the window's grid
+    (64 x 8 for 1024 frames) at run time, as its ``interpolate_pos_encoding`` does."""
 
     has_cls = True
     patch_frames = 16
@@ -86,8 +87,13 @@ class AudioViT(TokenEncoder):
             return pos
         d = pos.shape[-1]
         grid = pos.reshape(1, *self.pos_grid, d).permute(0, 3, 1, 2)
-        grid = nn.functional.interpolate(grid, size=(rows, cols), mode="bicubic",
+        # DINO/SiT ``interpolate_pos_encoding`` (ASiT's lineage): scale factors with a +0.1
+        # offset, bicubic, not align_corners. The exact ASiT copy was not readable: see spec notes.
+        scale = ((rows + 0.1) / self.pos_grid[0], (cols + 0.1) / self.pos_grid[1])
+        grid = nn.functional.interpolate(grid, scale_factor=scale, mode="bicubic",
                                          align_corners=False)
+        if tuple(grid.shape[-2:]) != (rows, cols):
+            raise RuntimeError(f"pos_embed resize gave {tuple(grid.shape[-2:])}, not {(rows, cols)}")
         return grid.permute(0, 2, 3, 1).reshape(1, rows * cols, d)
 
     def forward_features(

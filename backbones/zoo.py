@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from probes.registry import Registry
-
 from backbones.spec import CheckpointSource, EncoderSpec, FrontendSpec
+from probes.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ SPECS: tuple[tuple[EncoderSpec, str, tuple[str, ...]], ...] = (
             file_name="pretrained.pth",
             file_format="torch pickle {model, optimizer, epoch, scaler, args}",
             notes="Google Drive only (facebookresearch/AudioMAE README, 'ViT-B, AS-2M pretrained').",
-        ), frontend=AST_FBANK), "audiomae", ("audiomae",)),
+        ), frontend=AST_FBANK), "audiomae", ("audiomae", "vit_plain")),
     (EncoderSpec(
         name="asit", family="vit", description="ASiT ViT-B/16, AudioSet SSL (GMML + distillation)",
         paper=("Atito et al., ASiT: Local-Global Audio Spectrogram vIsion Transformer for Event "
@@ -68,7 +67,7 @@ SPECS: tuple[tuple[EncoderSpec, str, tuple[str, ...]], ...] = (
             file_format="DINO-style {student: module.backbone.*, teacher: backbone.*, ...}",
             notes="Google Drive folder linked from the README (URL not recovered); layout and "
                   "pos_embed grid (37 x 8 at 592 frames) inferred; teacher branch by default.",
-        ), frontend=AST_FBANK), "asit", ("asit",)),
+        ), frontend=AST_FBANK), "asit", ("asit", "vit_plain")),
     (EncoderSpec(
         name="beats", family="beats", description="BEATs iter3 (self-supervised)",
         paper=_BEATS_PAPER, licence="MIT", has_cls=False,

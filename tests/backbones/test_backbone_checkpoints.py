@@ -7,10 +7,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import backbone_ckpt_files as files
 import pytest
 import torch
 
-import backbone_ckpt_files as files
 from backbones import BACKBONES, Backbone, CheckpointError, create_backbone
 
 NAMES = BACKBONES.names()
@@ -195,3 +195,38 @@ def test_hf_hub_offline_error_is_clear(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(CheckpointError, match="Hugging Face hub repo 'worstchan/EAT-base"):
         tiny("eat", None)
+
+
+def test_bare_vit_state_dict_loads_into_asit(tmp_path: Path) -> None:
+    src = source("asit")
+    obj = {k.removeprefix("backbone."): v for k, v in files.asit(src)["teacher"].items()
+           if k.startswith("backbone.")}
+    assert_same_model(src, tiny("asit", files.write(obj, tmp_path / "asit_backbone.pth")))
+
+
+@pytest.mark.integration
+def test_s3_checkpoint_through_a_local_moto_server(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for var, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                           "AWS_DEFAULT_REGION": "us-east-1",
+                           "UNMUTE_CACHE": str(tmp_path / "cache")}.items():
+            monkeypatch.setenv(var, value)
+        import fsspec.config
+
+        monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
+        src = source("beats")
+        local = files.write(files.beats(src), tmp_path / "BEATs_iter3.pt")
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="ckpt")
+        s3.upload_file(str(local), "ckpt", "beats/BEATs_iter3.pt")
+        bb = tiny("beats", "s3://ckpt/beats/BEATs_iter3.pt", sha256=None)
+        assert_same_model(src, bb)
+    finally:
+        server.stop()

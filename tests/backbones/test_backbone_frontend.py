@@ -10,8 +10,8 @@ from torchaudio.compliance import kaldi
 
 from backbones import BACKBONES, create_backbone
 
-AST = dict(htk_compat=True, sample_frequency=16000, use_energy=False, window_type="hanning",
-           num_mel_bins=128, dither=0.0, frame_shift=10)
+AST = {"htk_compat": True, "sample_frequency": 16000, "use_energy": False,
+       "window_type": "hanning", "num_mel_bins": 128, "dither": 0.0, "frame_shift": 10}
 
 
 def amae_eat(wave: torch.Tensor, mean: float, std: float) -> torch.Tensor:
