@@ -57,8 +57,12 @@ def get_dataset(name: str, source: str | None = None, **options: Any) -> Dataset
 
 
 def is_remote_source(source: str) -> bool:
-    """True for sources that must be staged first (archives over http, Hugging Face ids)."""
-    return source.startswith(("http://", "https://", "hf://")) or source == "generated"
+    """True for sources that must be staged first (archives, Hugging Face ids)."""
+    return (
+        source.startswith(("http://", "https://", "hf://"))
+        or source == "generated"
+        or os.path.isfile(source)
+    )
 
 
 def dataset_root(spec: DatasetSpec, data_root: str | os.PathLike) -> str:

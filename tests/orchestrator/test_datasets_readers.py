@@ -133,23 +133,23 @@ def test_hf_wrong_class_count_is_refused(tmp_path: Path) -> None:
 
 # -- BirdSet -----------------------------------------------------------------------------------
 CODES = tuple(f"bird{i:02d}" for i in range(21))  # HSN has 21 eBird codes
-BIRDSET_COLUMNS = dict(
-    low_freq=0,
-    high_freq=16000,
-    call_type="song",
-    sex=None,
-    lat=37.0,
-    long=-119.0,
-    microphone="focal",
-    license="CC",
-    source="xenocanto",
-    local_time="06:00",
-    event_cluster=[0],
-    peaks=[1.0],
-    quality="A",
-    recordist="x",
-    ebird_code_secondary=[],
-)
+BIRDSET_COLUMNS = {
+    "low_freq": 0,
+    "high_freq": 16000,
+    "call_type": "song",
+    "sex": None,
+    "lat": 37.0,
+    "long": -119.0,
+    "microphone": "focal",
+    "license": "CC",
+    "source": "xenocanto",
+    "local_time": "06:00",
+    "event_cluster": [0],
+    "peaks": [1.0],
+    "quality": "A",
+    "recordist": "x",
+    "ebird_code_secondary": [],
+}
 
 
 def birdset_rows(per_class: int = 12) -> tuple[list[dict], list[dict]]:
