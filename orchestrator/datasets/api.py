@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 from typing import Any
 
 from orchestrator.datasets.catalog import DATASETS, VALID_FRACTION
@@ -45,6 +46,7 @@ def get_dataset(name: str, source: str | None = None, **options: Any) -> Dataset
     ``mixup_p``). Any option changes ``spec.version`` and so the store key.
     """
     spec = DATASETS.get(name)
+    source = normalize_source(source)
     if source in (None, "", spec.source) and not options:
         return spec
     out = spec.with_options(source=source or None, **options)
@@ -54,6 +56,17 @@ def get_dataset(name: str, source: str | None = None, **options: Any) -> Dataset
 
         out = replace(out, clip_seconds=float(o["clip_seconds"]), sample_rate=int(o["sample_rate"]))
     return out
+
+
+def normalize_source(source: str | None) -> str | None:
+    """A bare Hugging Face id (``owner/name``, not an existing path) -> ``hf://datasets/...``."""
+    if (
+        source
+        and re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source)
+        and not os.path.exists(source)
+    ):
+        return f"hf://datasets/{source}"
+    return source
 
 
 def is_remote_source(source: str) -> bool:
