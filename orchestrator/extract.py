@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,13 +65,15 @@ def extract_split(
     progress: bool = True,
     shard_size: int = DEFAULT_SHARD_SIZE,
     layer: int = -1,
+    workers: int = 0,
 ) -> StoreKey:
     """Make sure ``store`` holds the token maps of ``backbone`` on ``split``; return the key.
 
     A complete entry whose files fail their checksums is invalidated and recomputed.
+    ``workers`` > 1 decodes audio in that many threads (soundfile releases the GIL).
     """
     return extract_split_report(
-        backbone, spec, split, store, data_root, batch_size, progress, shard_size, layer
+        backbone, spec, split, store, data_root, batch_size, progress, shard_size, layer, workers
     ).key
 
 
@@ -84,6 +87,7 @@ def extract_split_report(
     progress: bool = True,
     shard_size: int = DEFAULT_SHARD_SIZE,
     layer: int = -1,
+    workers: int = 0,
 ) -> ExtractReport:
     """:func:`extract_split`, returning what was computed, reused and skipped."""
     t0 = time.perf_counter()
@@ -105,7 +109,17 @@ def extract_split_report(
         done = writer.done_shards()
         todo = [i for i in range(n_shards) if i not in done]
         _run_shards(
-            backbone, spec, data, writer, todo, shard_size, batch_size, progress, layer, key
+            backbone,
+            spec,
+            data,
+            writer,
+            todo,
+            shard_size,
+            batch_size,
+            progress,
+            layer,
+            key,
+            workers,
         )
         try:
             manifest = writer.finalize(n_shards, _meta(backbone, spec, split, shard_size, layer))
@@ -163,6 +177,7 @@ def _run_shards(
     progress: bool,
     layer: int,
     key: StoreKey,
+    workers: int = 0,
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -178,14 +193,16 @@ def _run_shards(
             lo, hi = i * shard_size, min(len(data), (i + 1) * shard_size)
             good: list[Example] = []
             skipped: list[dict[str, str]] = []
-            for j in range(lo, hi):
-                try:
-                    good.append(data[j])
-                except AudioError as err:
-                    rec_id = getattr(data, "records", None)
-                    clip_id = rec_id[j].id if rec_id is not None else str(j)
-                    log.warning("skipping %s: %s", clip_id, err)
-                    skipped.append({"id": clip_id, "error": str(err)})
+            for j, got in _decode(data, range(lo, hi), workers):
+                if isinstance(got, Example) and spec.task == "multiclass" and len(got.labels) != 1:
+                    got = ValueError(f"multi-class clip with {len(got.labels)} labels")
+                if isinstance(got, Example):
+                    good.append(got)
+                else:
+                    records = getattr(data, "records", None)
+                    clip_id = records[j].id if records is not None else str(j)
+                    log.warning("skipping %s: %s", clip_id, got)
+                    skipped.append({"id": clip_id, "error": str(got)})
                 bar.update(1)
             arrays = _embed_all(backbone, spec, good, batch_size, layer)
             arrays["labels"] = _labels(good, spec)
@@ -194,6 +211,24 @@ def _run_shards(
             )
     finally:
         bar.close()
+
+
+def _decode(
+    data: Sequence[Example], indices: range, workers: int
+) -> Iterator[tuple[int, Example | Exception]]:
+    """``(index, example or the error that made it unreadable)``, in order."""
+
+    def one(j: int) -> Example | Exception:
+        try:
+            return data[j]
+        except (AudioError, OSError) as err:
+            return err if isinstance(err, AudioError) else AudioError(f"unreadable: {err}")
+
+    if workers <= 1:
+        yield from ((j, one(j)) for j in indices)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        yield from zip(indices, pool.map(one, indices), strict=True)
 
 
 def _embed_all(

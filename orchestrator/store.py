@@ -10,7 +10,8 @@ Layout of an entry (local folder or any fsspec URL such as ``s3://bucket/prefix`
 Extraction writes shards (the unit of resume, each sealed by its ``done.json``); finalizing
 streams them into one array per field, hashes every file, and writes ``manifest.json`` last:
 an entry without a manifest is never complete. Reads are ``np.load(mmap_mode="r")`` of a
-node-local copy: the store itself when it is a local folder, otherwise one copy per node under
+node-local copy: the store itself when it is a local folder (verified once per node; the stamp
+lives in ``cache_dir`` so a read-only store works), otherwise one copy per node under
 ``cache_dir`` (``$UNMUTE_NODE_CACHE``), made once under a file lock and shared read-only by
 every trial on the node. A file whose checksum fails is never used: the entry is invalidated
 (its manifest renamed) so the next extraction recomputes it.
@@ -213,7 +214,7 @@ class EmbeddingStore:
         stamp_body = dumps({"manifest": _digest(manifest)})
         if self.is_local:
             local = Path(self.entry(key))
-            stamp = local / ".verified"
+            stamp = self.cache_dir / "verified" / f"{key.digest}-{_digest(manifest)[:16]}"
             with file_lock(self.cache_dir / "locks" / f"{key.digest}.lock"):
                 if _stamp_ok(stamp, stamp_body, local, manifest):
                     return local
@@ -221,6 +222,7 @@ class EmbeddingStore:
                     with open(local / info["file"], "rb") as f:
                         digest, size = sha256_stream(f)
                     _check(key, info, digest, size)
+                stamp.parent.mkdir(parents=True, exist_ok=True)
                 stamp.write_bytes(_stamp(stamp_body, local, manifest))
             return local
         local = self.cache_dir / "entries" / key.relpath

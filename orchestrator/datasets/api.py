@@ -98,12 +98,7 @@ def dataset_root(spec: DatasetSpec, data_root: str | os.PathLike) -> str:
 def read_records(spec: DatasetSpec, root: str) -> tuple[dict[str, list[Record]], tuple[str, ...]]:
     """All records of the source at ``root``, by split name, plus the class vocabulary."""
     if find_metadata(root) is not None:
-        by_split: dict[str, list[Record]] = {}
-        classes: tuple[str, ...] = spec.classes
-        for split in _local_splits(spec, root):
-            recs, classes, _ = read_local(spec, root, split)
-            by_split[split] = recs
-        return by_split, classes
+        return read_local(spec, root)
     if spec.fmt not in NATIVE_READERS:
         raise DatasetError(
             f"{root}: no metadata.csv/metadata.parquet, and dataset {spec.name!r} has no native "
@@ -111,13 +106,6 @@ def read_records(spec: DatasetSpec, root: str) -> tuple[dict[str, list[Record]],
         )
     module = importlib.import_module(NATIVE_READERS[spec.fmt])
     return module.read(spec, root)
-
-
-def _local_splits(spec: DatasetSpec, root: str) -> list[str]:
-    from orchestrator.datasets.local import read_table
-
-    rows = read_table(find_metadata(root) or "")
-    return sorted({str(r["split"]) for r in rows})
 
 
 def resolve_splits(spec: DatasetSpec, by_split: dict[str, list[Record]]) -> dict[str, list[Record]]:

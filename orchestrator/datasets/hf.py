@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from typing import Any
 
 import fsspec
@@ -97,6 +98,7 @@ class _RowGroups:
         self._pf: Any = None
         self._bounds: list[int] = []
         self._cached: tuple[int, list[Any]] | None = None
+        self._lock = threading.Lock()
 
     def _open(self) -> Any:
         if self._pf is None:
@@ -111,6 +113,10 @@ class _RowGroups:
         return self._pf
 
     def get(self, row: int) -> Any:
+        with self._lock:
+            return self._get(row)
+
+    def _get(self, row: int) -> Any:
         pf = self._open()
         rg = next(i for i, b in enumerate(self._bounds) if row < b)
         if self._cached is None or self._cached[0] != rg:
