@@ -128,6 +128,8 @@ def extract_split_report(
             log.warning("%s; recomputing it (attempt %d)", err, attempt + 1)
     else:
         raise ChecksumError(f"{key.relpath}: shards keep failing their checksums; check the disk.")
+    if store.is_local:
+        store.verify(key)  # hash once now, so that no trial pays for it
     skipped = tuple(manifest["skipped"])
     if skipped:
         log.warning(
