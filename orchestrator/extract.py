@@ -22,6 +22,7 @@ import numpy as np
 
 from orchestrator.datasets import DatasetSpec, Example, open_split
 from orchestrator.datasets.audio import AudioError, fit_length, resample
+from orchestrator.datasets.lock import file_lock
 from orchestrator.store import EmbeddingStore, StoreKey
 from orchestrator.store_io import ChecksumError
 from orchestrator.store_writer import ShardCorrupt
@@ -92,44 +93,51 @@ def extract_split_report(
     """:func:`extract_split`, returning what was computed, reused and skipped."""
     t0 = time.perf_counter()
     key = store_key(backbone, spec, split)
-    manifest = store.manifest(key)
-    if manifest is not None and store.verify(key):
-        return ExtractReport(
-            key,
-            int(manifest["n"]),
-            0,
-            int(manifest["n_shards"]),
-            tuple(manifest["skipped"]),
-            time.perf_counter() - t0,
-        )
-    data = open_split(spec, split, data_root)
-    writer = store.writer(key)
-    n_shards = max(1, math.ceil(len(data) / shard_size))
-    for attempt in range(3):
-        done = writer.done_shards()
-        todo = [i for i in range(n_shards) if i not in done]
-        _run_shards(
-            backbone,
-            spec,
-            data,
-            writer,
-            todo,
-            shard_size,
-            batch_size,
-            progress,
-            layer,
-            key,
-            workers,
-        )
-        try:
-            manifest = writer.finalize(n_shards, _meta(backbone, spec, split, shard_size, layer))
-            break
-        except ShardCorrupt as err:
-            log.warning("%s; recomputing it (attempt %d)", err, attempt + 1)
-    else:
-        raise ChecksumError(f"{key.relpath}: shards keep failing their checksums; check the disk.")
-    if store.is_local:
-        store.verify(key)  # hash once now, so that no trial pays for it
+    # One extraction per key and node: a second process waits, then finds the entry complete.
+    with file_lock(store.cache_dir / "locks" / f"extract-{key.digest}.lock"):
+        manifest = store.manifest(key)
+        if manifest is not None and store.verify(key):
+            return ExtractReport(
+                key,
+                int(manifest["n"]),
+                0,
+                int(manifest["n_shards"]),
+                tuple(manifest["skipped"]),
+                time.perf_counter() - t0,
+            )
+        data = open_split(spec, split, data_root)
+        writer = store.writer(key)
+        n_shards = max(1, math.ceil(len(data) / shard_size))
+        layout = _layout(data, shard_size)
+        for attempt in range(3):
+            done = _valid_shards(writer, layout)
+            todo = [i for i in range(n_shards) if i not in done]
+            _run_shards(
+                backbone,
+                spec,
+                data,
+                writer,
+                todo,
+                shard_size,
+                batch_size,
+                progress,
+                layer,
+                key,
+                workers,
+                layout,
+            )
+            try:
+                meta = _meta(backbone, spec, split, shard_size, layer)
+                manifest = writer.finalize(n_shards, meta)
+                break
+            except ShardCorrupt as err:
+                log.warning("%s; recomputing it (attempt %d)", err, attempt + 1)
+        else:
+            raise ChecksumError(
+                f"{key.relpath}: shards keep failing their checksums; check the disk."
+            )
+        if store.is_local:
+            store.verify(key)  # hash once now, so that no trial pays for it
     skipped = tuple(manifest["skipped"])
     if skipped:
         log.warning(
@@ -142,6 +150,31 @@ def extract_split_report(
     return ExtractReport(
         key, int(manifest["n"]), len(todo), n_shards - len(todo), skipped, time.perf_counter() - t0
     )
+
+
+def _layout(data: Sequence[Example], shard_size: int) -> dict[str, Any]:
+    """What a sealed shard must agree with to be reused (same split, same cut)."""
+    records = getattr(data, "records", None)
+    ids = [r.id for r in records] if records is not None else [str(i) for i in range(len(data))]
+    return {"shard_size": shard_size, "n_total": len(data), "ids": ids}
+
+
+def _valid_shards(writer: Any, layout: dict[str, Any]) -> dict[int, dict]:
+    """Sealed shards cut the same way from the same clips; others are dropped."""
+    out = {}
+    size = layout["shard_size"]
+    for i, info in writer.done_shards().items():
+        first = layout["ids"][i * size] if i * size < layout["n_total"] else None
+        if (info.get("shard_size"), info.get("n_total"), info.get("first_id")) != (
+            size,
+            layout["n_total"],
+            first,
+        ):
+            log.warning("dropping shard %d of an earlier run cut differently", i)
+            writer.drop_shard(i)
+            continue
+        out[i] = info
+    return out
 
 
 def _meta(backbone: Any, spec: DatasetSpec, split: str, shard_size: int, layer: int) -> dict:
@@ -179,7 +212,8 @@ def _run_shards(
     progress: bool,
     layer: int,
     key: StoreKey,
-    workers: int = 0,
+    workers: int,
+    layout: dict[str, Any],
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -208,9 +242,13 @@ def _run_shards(
                 bar.update(1)
             arrays = _embed_all(backbone, spec, good, batch_size, layer)
             arrays["labels"] = _labels(good, spec)
-            writer.write_shard(
-                i, arrays, [e.id for e in good], skipped, extra={"grid": arrays.pop("_grid")}
-            )
+            extra = {
+                "grid": arrays.pop("_grid"),
+                "shard_size": shard_size,
+                "n_total": layout["n_total"],
+                "first_id": layout["ids"][lo],
+            }
+            writer.write_shard(i, arrays, [e.id for e in good], skipped, extra=extra)
     finally:
         bar.close()
 

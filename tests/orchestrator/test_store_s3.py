@@ -148,7 +148,12 @@ def test_extraction_to_s3_resumes_from_sealed_shards(s3: str, tmp_path: Path) ->
         },
         list(local.ids[2:4]),
         [],
-        extra={"grid": list(local.grid)},
+        extra={
+            "grid": list(local.grid),
+            "shard_size": 2,
+            "n_total": 5,
+            "first_id": str(local.ids[2]),
+        },
     )
     bb = FakeBackbone()
     report = extract_split_report(
