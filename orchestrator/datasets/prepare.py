@@ -77,6 +77,9 @@ def prepare(
             STAGERS[spec.fmt](spec, tmp, progress)
             if spec.fmt == "audioset" and audio_dir:
                 (tmp / "audio").symlink_to(Path(audio_dir).resolve(), target_is_directory=True)
+        except DatasetError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DatasetError(str(err).replace("NAME", spec.name)) from err
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

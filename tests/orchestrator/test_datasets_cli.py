@@ -48,7 +48,7 @@ def test_prepare_without_network_fails_clearly(
     )
     err = capsys.readouterr().err
     assert code == 1 and "cannot download http://127.0.0.1:9/ESC-50-master.zip" in err
-    assert "--source /path/to/it" in err
+    assert "orchestrator.data esc50 --prepare --source /path/to/it" in err
     assert not list(tmp_path.iterdir()) or all(
         p.name.startswith(".") and p.suffix == ".lock" for p in tmp_path.iterdir()
     )
