@@ -194,7 +194,7 @@ def _reader(args: tuple[str, str, StoreKey, object, object]) -> tuple[int, int, 
 
 
 def memory_table(store: EmbeddingStore, key: StoreKey, counts: list[int]) -> str:
-    size_mb = (Path(store.entry(key)) / "tokens.npy").stat().st_size / 1e6
+    size_mb = (Path(store.entry(key)) / "tokens.npy").stat().st_size / 2**20
     lines = [
         "| readers | RSS / reader | PSS / reader | token-map PSS, all readers | total PSS |",
         "| ---: | ---: | ---: | ---: | ---: |",
@@ -205,13 +205,13 @@ def memory_table(store: EmbeddingStore, key: StoreKey, counts: list[int]) -> str
             ready, done = m.Barrier(n), m.Barrier(n)
             with ctx.Pool(n) as pool:
                 res = pool.map(_reader, [(store.url, str(store.cache_dir), key, ready, done)] * n)
-        rss = np.mean([r[0] for r in res]) / 1e3
-        pss = np.mean([r[1] for r in res]) / 1e3
-        mapped = sum(r[2] for r in res) / 1e3
-        total = sum(r[1] for r in res) / 1e3
+        rss = np.mean([r[0] for r in res]) / 1024
+        pss = np.mean([r[1] for r in res]) / 1024
+        mapped = sum(r[2] for r in res) / 1024
+        total = sum(r[1] for r in res) / 1024
         lines.append(
-            f"| {n} | {rss:,.0f} MB | {pss:,.0f} MB | {mapped:,.0f} MB "
-            f"(map {size_mb:,.0f} MB) | {total:,.0f} MB |"
+            f"| {n} | {rss:,.0f} MiB | {pss:,.0f} MiB | {mapped:,.0f} MiB "
+            f"(map {size_mb:,.0f} MiB) | {total:,.0f} MiB |"
         )
     return "\n".join(lines)
 

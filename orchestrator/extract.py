@@ -96,7 +96,9 @@ def extract_split_report(
     # One extraction per key and node: a second process waits, then finds the entry complete.
     with file_lock(store.cache_dir / "locks" / f"extract-{key.digest}.lock"):
         manifest = store.manifest(key)
-        if manifest is not None and store.verify(key):
+        # A local entry is verified here (once per node); a remote one where a trial loads it,
+        # so that the extracting node does not download what it does not read.
+        if manifest is not None and (not store.is_local or store.verify(key)):
             return ExtractReport(
                 key,
                 int(manifest["n"]),
