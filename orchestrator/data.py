@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--prepare", action="store_true", help="download and stage the dataset")
     mode.add_argument("--check", action="store_true", help="validate a staged copy")
-    p.add_argument("--data-root", default=os.environ.get("UNMUTE_DATA_ROOT", "data"))
+    p.add_argument("--data-root", default=os.environ.get("UNMUTE_DATA", "data"))
     p.add_argument(
         "--source",
         default=None,
