@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,37 @@ class EmbeddingStore:
             ids=arrays["ids"],
             grid=tuple(manifest["grid"]),  # type: ignore[arg-type]
             meta=manifest,
+        )
+
+    def load_many(self, keys: Sequence[StoreKey]) -> StoredSplit:
+        """Several entries as one split (e.g. BirdSet ``train`` + ``train_mix0..4``).
+
+        Token maps stay memory-mapped behind :class:`~orchestrator.store_concat.ConcatRows`;
+        labels and ids (small) are concatenated. The grid and task must agree.
+        """
+        from orchestrator.store_concat import concat
+
+        parts = [self.load(k) for k in keys]
+        if len({p.grid for p in parts}) != 1 or len({p.task for p in parts}) != 1:
+            raise ValueError(
+                f"cannot combine splits with grids {[p.grid for p in parts]} and "
+                f"tasks {[p.task for p in parts]}."
+            )
+        meta = {
+            **parts[0].meta,
+            "combined": [asdict(k) for k in keys],
+            "n": sum(len(p) for p in parts),
+            "skipped": [s for p in parts for s in p.skipped],
+        }
+        return StoredSplit(
+            key=parts[0].key,
+            tokens=concat([p.tokens for p in parts]),  # type: ignore[arg-type]
+            cls=concat([p.cls for p in parts]),  # type: ignore[arg-type]
+            padding_mask=concat([p.padding_mask for p in parts]),  # type: ignore[arg-type]
+            labels=np.concatenate([np.asarray(p.labels) for p in parts]),
+            ids=np.concatenate([np.asarray(p.ids) for p in parts]),
+            grid=parts[0].grid,
+            meta=meta,
         )
 
     def _local_copy(self, key: StoreKey) -> Path:
