@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from orchestrator.datasets import DatasetSpec, Example, open_split
 from orchestrator.datasets.audio import AudioError, fit_length, resample
+from orchestrator.datasets.lock import file_lock
 from orchestrator.store import EmbeddingStore, StoreKey
 from orchestrator.store_io import ChecksumError
 from orchestrator.store_writer import ShardCorrupt
@@ -64,13 +66,15 @@ def extract_split(
     progress: bool = True,
     shard_size: int = DEFAULT_SHARD_SIZE,
     layer: int = -1,
+    workers: int = 0,
 ) -> StoreKey:
     """Make sure ``store`` holds the token maps of ``backbone`` on ``split``; return the key.
 
     A complete entry whose files fail their checksums is invalidated and recomputed.
+    ``workers`` > 1 decodes audio in that many threads (soundfile releases the GIL).
     """
     return extract_split_report(
-        backbone, spec, split, store, data_root, batch_size, progress, shard_size, layer
+        backbone, spec, split, store, data_root, batch_size, progress, shard_size, layer, workers
     ).key
 
 
@@ -84,36 +88,58 @@ def extract_split_report(
     progress: bool = True,
     shard_size: int = DEFAULT_SHARD_SIZE,
     layer: int = -1,
+    workers: int = 0,
 ) -> ExtractReport:
     """:func:`extract_split`, returning what was computed, reused and skipped."""
     t0 = time.perf_counter()
     key = store_key(backbone, spec, split)
-    manifest = store.manifest(key)
-    if manifest is not None and store.verify(key):
-        return ExtractReport(
-            key,
-            int(manifest["n"]),
-            0,
-            int(manifest["n_shards"]),
-            tuple(manifest["skipped"]),
-            time.perf_counter() - t0,
-        )
-    data = open_split(spec, split, data_root)
-    writer = store.writer(key)
-    n_shards = max(1, math.ceil(len(data) / shard_size))
-    for attempt in range(3):
-        done = writer.done_shards()
-        todo = [i for i in range(n_shards) if i not in done]
-        _run_shards(
-            backbone, spec, data, writer, todo, shard_size, batch_size, progress, layer, key
-        )
-        try:
-            manifest = writer.finalize(n_shards, _meta(backbone, spec, split, shard_size, layer))
-            break
-        except ShardCorrupt as err:
-            log.warning("%s; recomputing it (attempt %d)", err, attempt + 1)
-    else:
-        raise ChecksumError(f"{key.relpath}: shards keep failing their checksums; check the disk.")
+    # One extraction per key and node: a second process waits, then finds the entry complete.
+    with file_lock(store.cache_dir / "locks" / f"extract-{key.digest}.lock"):
+        manifest = store.manifest(key)
+        # A local entry is verified here (once per node); a remote one where a trial loads it,
+        # so that the extracting node does not download what it does not read.
+        if manifest is not None and (not store.is_local or store.verify(key)):
+            return ExtractReport(
+                key,
+                int(manifest["n"]),
+                0,
+                int(manifest["n_shards"]),
+                tuple(manifest["skipped"]),
+                time.perf_counter() - t0,
+            )
+        data = open_split(spec, split, data_root)
+        writer = store.writer(key)
+        n_shards = max(1, math.ceil(len(data) / shard_size))
+        layout = _layout(data, shard_size)
+        for attempt in range(3):
+            done = _valid_shards(writer, layout)
+            todo = [i for i in range(n_shards) if i not in done]
+            _run_shards(
+                backbone,
+                spec,
+                data,
+                writer,
+                todo,
+                shard_size,
+                batch_size,
+                progress,
+                layer,
+                key,
+                workers,
+                layout,
+            )
+            try:
+                meta = _meta(backbone, spec, split, shard_size, layer)
+                manifest = writer.finalize(n_shards, meta)
+                break
+            except ShardCorrupt as err:
+                log.warning("%s; recomputing it (attempt %d)", err, attempt + 1)
+        else:
+            raise ChecksumError(
+                f"{key.relpath}: shards keep failing their checksums; check the disk."
+            )
+        if store.is_local:
+            store.verify(key)  # hash once now, so that no trial pays for it
     skipped = tuple(manifest["skipped"])
     if skipped:
         log.warning(
@@ -126,6 +152,31 @@ def extract_split_report(
     return ExtractReport(
         key, int(manifest["n"]), len(todo), n_shards - len(todo), skipped, time.perf_counter() - t0
     )
+
+
+def _layout(data: Sequence[Example], shard_size: int) -> dict[str, Any]:
+    """What a sealed shard must agree with to be reused (same split, same cut)."""
+    records = getattr(data, "records", None)
+    ids = [r.id for r in records] if records is not None else [str(i) for i in range(len(data))]
+    return {"shard_size": shard_size, "n_total": len(data), "ids": ids}
+
+
+def _valid_shards(writer: Any, layout: dict[str, Any]) -> dict[int, dict]:
+    """Sealed shards cut the same way from the same clips; others are dropped."""
+    out = {}
+    size = layout["shard_size"]
+    for i, info in writer.done_shards().items():
+        first = layout["ids"][i * size] if i * size < layout["n_total"] else None
+        if (info.get("shard_size"), info.get("n_total"), info.get("first_id")) != (
+            size,
+            layout["n_total"],
+            first,
+        ):
+            log.warning("dropping shard %d of an earlier run cut differently", i)
+            writer.drop_shard(i)
+            continue
+        out[i] = info
+    return out
 
 
 def _meta(backbone: Any, spec: DatasetSpec, split: str, shard_size: int, layer: int) -> dict:
@@ -163,6 +214,8 @@ def _run_shards(
     progress: bool,
     layer: int,
     key: StoreKey,
+    workers: int,
+    layout: dict[str, Any],
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -178,22 +231,46 @@ def _run_shards(
             lo, hi = i * shard_size, min(len(data), (i + 1) * shard_size)
             good: list[Example] = []
             skipped: list[dict[str, str]] = []
-            for j in range(lo, hi):
-                try:
-                    good.append(data[j])
-                except AudioError as err:
-                    rec_id = getattr(data, "records", None)
-                    clip_id = rec_id[j].id if rec_id is not None else str(j)
-                    log.warning("skipping %s: %s", clip_id, err)
-                    skipped.append({"id": clip_id, "error": str(err)})
+            for j, got in _decode(data, range(lo, hi), workers):
+                if isinstance(got, Example) and spec.task == "multiclass" and len(got.labels) != 1:
+                    got = ValueError(f"multi-class clip with {len(got.labels)} labels")
+                if isinstance(got, Example):
+                    good.append(got)
+                else:
+                    records = getattr(data, "records", None)
+                    clip_id = records[j].id if records is not None else str(j)
+                    log.warning("skipping %s: %s", clip_id, got)
+                    skipped.append({"id": clip_id, "error": str(got)})
                 bar.update(1)
             arrays = _embed_all(backbone, spec, good, batch_size, layer)
             arrays["labels"] = _labels(good, spec)
-            writer.write_shard(
-                i, arrays, [e.id for e in good], skipped, extra={"grid": arrays.pop("_grid")}
-            )
+            extra = {
+                "grid": arrays.pop("_grid"),
+                "shard_size": shard_size,
+                "n_total": layout["n_total"],
+                "first_id": layout["ids"][lo],
+            }
+            writer.write_shard(i, arrays, [e.id for e in good], skipped, extra=extra)
     finally:
         bar.close()
+
+
+def _decode(
+    data: Sequence[Example], indices: range, workers: int
+) -> Iterator[tuple[int, Example | Exception]]:
+    """``(index, example or the error that made it unreadable)``, in order."""
+
+    def one(j: int) -> Example | Exception:
+        try:
+            return data[j]
+        except (AudioError, OSError) as err:
+            return err if isinstance(err, AudioError) else AudioError(f"unreadable: {err}")
+
+    if workers <= 1:
+        yield from ((j, one(j)) for j in indices)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        yield from zip(indices, pool.map(one, indices), strict=True)
 
 
 def _embed_all(

@@ -10,7 +10,8 @@ Layout of an entry (local folder or any fsspec URL such as ``s3://bucket/prefix`
 Extraction writes shards (the unit of resume, each sealed by its ``done.json``); finalizing
 streams them into one array per field, hashes every file, and writes ``manifest.json`` last:
 an entry without a manifest is never complete. Reads are ``np.load(mmap_mode="r")`` of a
-node-local copy: the store itself when it is a local folder, otherwise one copy per node under
+node-local copy: the store itself when it is a local folder (verified once per node; the stamp
+lives in ``cache_dir`` so a read-only store works), otherwise one copy per node under
 ``cache_dir`` (``$UNMUTE_NODE_CACHE``), made once under a file lock and shared read-only by
 every trial on the node. A file whose checksum fails is never used: the entry is invalidated
 (its manifest renamed) so the next extraction recomputes it.
@@ -25,6 +26,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +207,37 @@ class EmbeddingStore:
             meta=manifest,
         )
 
+    def load_many(self, keys: Sequence[StoreKey]) -> StoredSplit:
+        """Several entries as one split (e.g. BirdSet ``train`` + ``train_mix0..4``).
+
+        Token maps stay memory-mapped behind :class:`~orchestrator.store_concat.ConcatRows`;
+        labels and ids (small) are concatenated. The grid and task must agree.
+        """
+        from orchestrator.store_concat import concat
+
+        parts = [self.load(k) for k in keys]
+        if len({p.grid for p in parts}) != 1 or len({p.task for p in parts}) != 1:
+            raise ValueError(
+                f"cannot combine splits with grids {[p.grid for p in parts]} and "
+                f"tasks {[p.task for p in parts]}."
+            )
+        meta = {
+            **parts[0].meta,
+            "combined": [asdict(k) for k in keys],
+            "n": sum(len(p) for p in parts),
+            "skipped": [s for p in parts for s in p.skipped],
+        }
+        return StoredSplit(
+            key=parts[0].key,
+            tokens=concat([p.tokens for p in parts]),  # type: ignore[arg-type]
+            cls=concat([p.cls for p in parts]),  # type: ignore[arg-type]
+            padding_mask=concat([p.padding_mask for p in parts]),  # type: ignore[arg-type]
+            labels=np.concatenate([np.asarray(p.labels) for p in parts]),
+            ids=np.concatenate([np.asarray(p.ids) for p in parts]),
+            grid=parts[0].grid,
+            meta=meta,
+        )
+
     def _local_copy(self, key: StoreKey) -> Path:
         """A verified node-local folder of the entry (the entry itself for a local store)."""
         manifest = self.manifest(key)
@@ -213,7 +246,7 @@ class EmbeddingStore:
         stamp_body = dumps({"manifest": _digest(manifest)})
         if self.is_local:
             local = Path(self.entry(key))
-            stamp = local / ".verified"
+            stamp = self.cache_dir / "verified" / f"{key.digest}-{_digest(manifest)[:16]}"
             with file_lock(self.cache_dir / "locks" / f"{key.digest}.lock"):
                 if _stamp_ok(stamp, stamp_body, local, manifest):
                     return local
@@ -221,6 +254,7 @@ class EmbeddingStore:
                     with open(local / info["file"], "rb") as f:
                         digest, size = sha256_stream(f)
                     _check(key, info, digest, size)
+                stamp.parent.mkdir(parents=True, exist_ok=True)
                 stamp.write_bytes(_stamp(stamp_body, local, manifest))
             return local
         local = self.cache_dir / "entries" / key.relpath

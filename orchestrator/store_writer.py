@@ -66,6 +66,7 @@ class EntryWriter:
     def done_shards(self) -> dict[int, dict[str, Any]]:
         """Sealed shards by index (their ``done.json``); unsealed ones are ignored."""
         out: dict[int, dict[str, Any]] = {}
+        self.fs.invalidate_cache(f"{self.entry}/{PARTS}")
         for path in self.fs.glob(f"{self.entry}/{PARTS}/shard-*/done.json"):
             try:
                 with self.fs.open(path, "rb") as f:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 from typing import Any
 
 from orchestrator.datasets.catalog import DATASETS, VALID_FRACTION
@@ -45,6 +46,7 @@ def get_dataset(name: str, source: str | None = None, **options: Any) -> Dataset
     ``mixup_p``). Any option changes ``spec.version`` and so the store key.
     """
     spec = DATASETS.get(name)
+    source = normalize_source(source)
     if source in (None, "", spec.source) and not options:
         return spec
     out = spec.with_options(source=source or None, **options)
@@ -56,9 +58,24 @@ def get_dataset(name: str, source: str | None = None, **options: Any) -> Dataset
     return out
 
 
+def normalize_source(source: str | None) -> str | None:
+    """A bare Hugging Face id (``owner/name``, not an existing path) -> ``hf://datasets/...``."""
+    if (
+        source
+        and re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source)
+        and not os.path.exists(source)
+    ):
+        return f"hf://datasets/{source}"
+    return source
+
+
 def is_remote_source(source: str) -> bool:
-    """True for sources that must be staged first (archives over http, Hugging Face ids)."""
-    return source.startswith(("http://", "https://", "hf://")) or source == "generated"
+    """True for sources that must be staged first (archives, Hugging Face ids)."""
+    return (
+        source.startswith(("http://", "https://", "hf://"))
+        or source == "generated"
+        or os.path.isfile(source)
+    )
 
 
 def dataset_root(spec: DatasetSpec, data_root: str | os.PathLike) -> str:
@@ -81,12 +98,7 @@ def dataset_root(spec: DatasetSpec, data_root: str | os.PathLike) -> str:
 def read_records(spec: DatasetSpec, root: str) -> tuple[dict[str, list[Record]], tuple[str, ...]]:
     """All records of the source at ``root``, by split name, plus the class vocabulary."""
     if find_metadata(root) is not None:
-        by_split: dict[str, list[Record]] = {}
-        classes: tuple[str, ...] = spec.classes
-        for split in _local_splits(spec, root):
-            recs, classes, _ = read_local(spec, root, split)
-            by_split[split] = recs
-        return by_split, classes
+        return read_local(spec, root)
     if spec.fmt not in NATIVE_READERS:
         raise DatasetError(
             f"{root}: no metadata.csv/metadata.parquet, and dataset {spec.name!r} has no native "
@@ -94,13 +106,6 @@ def read_records(spec: DatasetSpec, root: str) -> tuple[dict[str, list[Record]],
         )
     module = importlib.import_module(NATIVE_READERS[spec.fmt])
     return module.read(spec, root)
-
-
-def _local_splits(spec: DatasetSpec, root: str) -> list[str]:
-    from orchestrator.datasets.local import read_table
-
-    rows = read_table(find_metadata(root) or "")
-    return sorted({str(r["split"]) for r in rows})
 
 
 def resolve_splits(spec: DatasetSpec, by_split: dict[str, list[Record]]) -> dict[str, list[Record]]:

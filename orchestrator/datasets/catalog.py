@@ -148,6 +148,7 @@ for _name, _hf, _classes, _n, _sr, _desc in (
             description=f"{_desc}, multi-label 10 s clips (Hugging Face {_hf}).",
             fmt="hf",
             valid_carving=f"official if the source has one, else {CARVE}",
+            options=(("label_column", None),),
         )
     )
 for _name, _n, _site in (

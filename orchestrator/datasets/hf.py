@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from typing import Any
 
 import fsspec
@@ -33,16 +34,17 @@ LABEL_COLUMNS = (
 )
 ID_COLUMNS = ("filepath", "filename", "file", "id", "path")
 SPLIT_ALIASES = {"validation": "valid", "val": "valid", "dev": "valid"}
+TABLE_EXT = (".parquet", ".arrow")
 
 
 def parquet_files(root: str, split: str, config: str | None = None) -> list[str]:
-    """Parquet files of ``split`` (native name) under ``root``, in name order."""
+    """Parquet (or ``save_to_disk`` arrow) files of ``split`` under ``root``, in name order."""
     fs, base = fsspec.core.url_to_fs(root)
     proto = root.split("://")[0] + "://" if "://" in root else ""
     files = sorted(fs.find(base) if fs.isdir(base) else [])
     out = []
     for f in files:
-        if not f.endswith(".parquet"):
+        if not f.endswith(TABLE_EXT):
             continue
         rel = f[len(base.rstrip("/")) + 1 :]
         parts = rel.split("/")
@@ -58,7 +60,7 @@ def available_splits(root: str, config: str | None = None) -> list[str]:
     fs, base = fsspec.core.url_to_fs(root)
     names = set()
     for f in fs.find(base) if fs.isdir(base) else []:
-        if f.endswith(".parquet"):
+        if f.endswith(TABLE_EXT):
             parts = f.split("/")
             m = re.match(r"(.+?)-\d{5}-of-\d{5}\.parquet$", parts[-1])
             names.add(m.group(1) if m else parts[-2])
@@ -97,8 +99,12 @@ class _RowGroups:
         self._pf: Any = None
         self._bounds: list[int] = []
         self._cached: tuple[int, list[Any]] | None = None
+        self._lock = threading.Lock()
 
     def _open(self) -> Any:
+        if self._pf is None and self.url.endswith(".arrow"):
+            self._pf = arrow_table(self.url).column(self.column)
+            self._bounds = [len(self._pf)]
         if self._pf is None:
             import pyarrow.parquet as pq
 
@@ -111,8 +117,15 @@ class _RowGroups:
         return self._pf
 
     def get(self, row: int) -> Any:
+        with self._lock:
+            return self._get(row)
+
+    def _get(self, row: int) -> Any:
         pf = self._open()
         rg = next(i for i, b in enumerate(self._bounds) if row < b)
+        if self.url.endswith(".arrow"):
+            value = pf[row].as_py()
+            return (value.get("bytes") or b"") if isinstance(value, dict) else (value or b"")
         if self._cached is None or self._cached[0] != rg:
             table = pf.read_row_group(rg, columns=[self.column])
             self._cached = (rg, table.column(0).to_pylist())
@@ -127,20 +140,50 @@ def read_parquet_rows(url: str, skip: tuple[str, ...] = ()) -> tuple[list[dict],
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if url.endswith(".arrow"):
+        table = arrow_table(url)
+        schema = table.schema
+        features = hf_features(schema) or _dataset_info_features(url)
+    else:
+        with fsspec.open(url, "rb") as f:
+            pf = pq.ParquetFile(f)
+            schema = pf.schema_arrow
+            table = None
+            features = hf_features(schema)
+    audio = next(
+        (
+            fld.name
+            for fld in schema
+            if pa.types.is_struct(fld.type) and "bytes" in [c.name for c in fld.type]
+        ),
+        next((fld.name for fld in schema if pa.types.is_binary(fld.type)), ""),
+    )
+    cols = [n for n in schema.names if n != audio and n not in skip]
+    if table is not None:
+        rows = table.select(cols).to_pylist()
+    else:
+        with fsspec.open(url, "rb") as f:
+            rows = pq.ParquetFile(f).read(columns=cols).to_pylist()
+    return rows, features, audio
+
+
+def arrow_table(url: str) -> Any:
+    """A ``datasets.save_to_disk`` arrow file (IPC stream), memory-mapped when local."""
+    import pyarrow as pa
+
+    if "://" not in url:
+        return pa.ipc.open_stream(pa.memory_map(url)).read_all()
     with fsspec.open(url, "rb") as f:
-        pf = pq.ParquetFile(f)
-        schema = pf.schema_arrow
-        audio = next(
-            (
-                fld.name
-                for fld in schema
-                if pa.types.is_struct(fld.type) and "bytes" in [c.name for c in fld.type]
-            ),
-            next((fld.name for fld in schema if pa.types.is_binary(fld.type)), ""),
-        )
-        cols = [n for n in schema.names if n != audio and n not in skip]
-        rows = pf.read(columns=cols).to_pylist()
-    return rows, hf_features(schema), audio
+        return pa.ipc.open_stream(pa.py_buffer(f.read())).read_all()
+
+
+def _dataset_info_features(url: str) -> dict[str, Any]:
+    info = url.rsplit("/", 1)[0] + "/dataset_info.json"
+    try:
+        with fsspec.open(info, "rt", encoding="utf-8") as f:
+            return dict(json.load(f).get("features", {}))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
 
 
 def rows_to_records(

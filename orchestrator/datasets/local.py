@@ -104,10 +104,8 @@ def parse_labels(value: Any, index: dict[str, int], where: str) -> tuple[int, ..
     return tuple(sorted(out))
 
 
-def read_local(
-    spec: DatasetSpec, root: str, split: str
-) -> tuple[list[Record], tuple[str, ...], list[str]]:
-    """Records of ``split`` from the folder ``root``; returns (records, classes, all splits)."""
+def read_local(spec: DatasetSpec, root: str) -> tuple[dict[str, list[Record]], tuple[str, ...]]:
+    """Records of every split in the folder ``root`` (one read of the table), and the classes."""
     meta = find_metadata(root)
     if meta is None:
         raise DatasetError(
@@ -135,13 +133,10 @@ def read_local(
             spec.name,
         )
     index = {c: i for i, c in enumerate(classes)}
-    splits = sorted({str(r["split"]) for r in rows})
-    records = []
+    by_split: dict[str, list[Record]] = {}
     for n, row in enumerate(rows):
-        if str(row["split"]) != split:
-            continue
         where = f"{meta} row {n + 2}"
-        records.append(
+        by_split.setdefault(str(row["split"]), []).append(
             Record(
                 id=str(row["id"]),
                 labels=parse_labels(row["labels"], index, where),
@@ -151,7 +146,7 @@ def read_local(
                 group=str(row.get("group") or ""),
             )
         )
-    return records, tuple(classes), splits
+    return by_split, tuple(classes)
 
 
 def _num(v: Any) -> float | None:

@@ -194,3 +194,10 @@ def test_unknown_split_and_unstaged_dataset_errors(tmp_path: Path) -> None:
 def test_max_clips_caps_every_split(tmp_path: Path) -> None:
     spec = get_dataset("desed", source=str(_user_folder(tmp_path / "d")), max_clips=3)
     assert len(open_split(spec, "train", tmp_path)) == 3
+
+
+def test_sample_rate_and_clip_length_are_options(tmp_path: Path) -> None:
+    spec = get_dataset("synth_events", **{**TINY, "sample_rate": 8000, "clip_seconds": 0.5})
+    ex = open_split(spec, "valid", tmp_path)[0]
+    assert spec.sample_rate == 8000 and spec.clip_seconds == 0.5
+    assert ex.sample_rate == 8000 and ex.waveform.shape == (4000,)

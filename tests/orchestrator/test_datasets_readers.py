@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from orchestrator.datasets import DatasetError, get_dataset, open_split
-from orchestrator.datasets.catalog import ESC50_CLASSES
+from orchestrator.datasets.catalog import ESC50_CLASSES, URBAN_CLASSES
 
 RNG = np.random.default_rng(0)
 
@@ -133,23 +133,23 @@ def test_hf_wrong_class_count_is_refused(tmp_path: Path) -> None:
 
 # -- BirdSet -----------------------------------------------------------------------------------
 CODES = tuple(f"bird{i:02d}" for i in range(21))  # HSN has 21 eBird codes
-BIRDSET_COLUMNS = dict(
-    low_freq=0,
-    high_freq=16000,
-    call_type="song",
-    sex=None,
-    lat=37.0,
-    long=-119.0,
-    microphone="focal",
-    license="CC",
-    source="xenocanto",
-    local_time="06:00",
-    event_cluster=[0],
-    peaks=[1.0],
-    quality="A",
-    recordist="x",
-    ebird_code_secondary=[],
-)
+BIRDSET_COLUMNS = {
+    "low_freq": 0,
+    "high_freq": 16000,
+    "call_type": "song",
+    "sex": None,
+    "lat": 37.0,
+    "long": -119.0,
+    "microphone": "focal",
+    "license": "CC",
+    "source": "xenocanto",
+    "local_time": "06:00",
+    "event_cluster": [0],
+    "peaks": [1.0],
+    "quality": "A",
+    "recordist": "x",
+    "ebird_code_secondary": [],
+}
 
 
 def birdset_rows(per_class: int = 12) -> tuple[list[dict], list[dict]]:
@@ -341,3 +341,32 @@ def test_audioset_segments_csv_and_audio_naming(tmp_path: Path) -> None:
     assert len(open_split(spec, "test", tmp_path)) == 1  # "missing1" has no audio
     recs = {r.id: r for r in train.records + valid.records}
     assert recs["-0SdAVK79lg"].labels == (1, 2) and train.classes[1] == "Sound 1, type"
+
+
+def test_hf_save_to_disk_arrow_layout(tmp_path: Path) -> None:
+    """``datasets.save_to_disk``: <split>/data-*.arrow (IPC stream) + dataset_info.json."""
+    names = list(URBAN_CLASSES)
+    features = {
+        "audio": AUDIO_FEATURE,
+        "events": {"feature": {"names": names, "_type": "ClassLabel"}, "_type": "Sequence"},
+    }
+    for split, n in (("train", 4), ("validation", 1), ("test", 2)):
+        d = tmp_path / "urban" / split
+        d.mkdir(parents=True)
+        table = pa.Table.from_pylist(
+            [
+                {"audio": {"bytes": wav_bytes(), "path": f"{k}.wav"}, "events": [k % 10]}
+                for k in range(n)
+            ]
+        )
+        with (
+            pa.OSFile(str(d / "data-00000-of-00001.arrow"), "wb") as sink,
+            pa.ipc.new_stream(sink, table.schema) as writer,
+        ):
+            writer.write_table(table)
+        (d / "dataset_info.json").write_text(json.dumps({"features": features}))
+    spec = get_dataset("urban", source=str(tmp_path / "urban"))
+    train = open_split(spec, "train", tmp_path)
+    assert (len(train), len(open_split(spec, "valid", tmp_path))) == (4, 1)
+    assert [train[k].labels for k in range(4)] == [(0,), (1,), (2,), (3,)]
+    assert train.classes == URBAN_CLASSES and train[3].waveform.shape == (3200,)

@@ -83,12 +83,20 @@ def _bad_folder(root: Path) -> Path:
     return root
 
 
+@pytest.mark.parametrize("workers", [0, 3])
 def test_bad_audio_is_skipped_listed_and_the_rest_kept(
-    tmp_path: Path, store: EmbeddingStore
+    tmp_path: Path, store: EmbeddingStore, workers: int
 ) -> None:
     spec = get_dataset("desed", source=str(_bad_folder(tmp_path / "desed")))
     report = extract_split_report(
-        FakeBackbone(), spec, "train", store, str(tmp_path), progress=False, shard_size=3
+        FakeBackbone(),
+        spec,
+        "train",
+        store,
+        str(tmp_path),
+        progress=False,
+        shard_size=3,
+        workers=workers,
     )
     s = store.load(report.key)
     assert list(s.ids) == [f"ok{i}" for i in range(5)]
@@ -182,3 +190,57 @@ def store_key_for(spec):
     from orchestrator.extract import store_key
 
     return store_key(FakeBackbone(), spec, "train")
+
+
+def test_multiclass_clip_with_two_labels_is_skipped_not_fatal(
+    tmp_path: Path, store: EmbeddingStore
+) -> None:
+    root = tmp_path / "esc"
+    (root / "a").mkdir(parents=True)
+    rows = []
+    for i, labels in enumerate((["dog"], ["dog", "cat"], ["rain"])):
+        sf.write(root / "a" / f"{i}.wav", np.zeros(8000), 16000)
+        rows.append({"id": f"c{i}", "split": "train", "path": f"a/{i}.wav", "labels": labels})
+    rows.append({"id": "v", "split": "valid", "path": "a/0.wav", "labels": ["dog"]})
+    write_metadata(str(root), rows, ())
+    (root / "classes.txt").unlink()
+    key = extract_split(
+        FakeBackbone(),
+        get_dataset("esc50", source=str(root)),
+        "train",
+        store,
+        str(tmp_path),
+        progress=False,
+    )
+    s = store.load(key)
+    assert list(s.ids) == ["c0", "c2"] and list(s.labels) == [0, 10]
+    assert s.skipped == [{"id": "c1", "error": "multi-class clip with 2 labels"}]
+
+
+def test_shards_cut_differently_by_an_earlier_run_are_not_reused(
+    tmp_path: Path, store: EmbeddingStore
+) -> None:
+    spec = get_dataset("synth_events", **TINY)
+    first = extract_split_report(
+        FakeBackbone(), spec, "train", store, str(tmp_path), shard_size=4, progress=False
+    )
+    want = np.asarray(store.load(first.key).tokens).copy()
+    store.delete(first.key)
+    w = store.writer(first.key)  # a killed run with shard_size=4 sealed its shard 1 (clips 4-5)
+    w.write_shard(
+        1,
+        {
+            "tokens": want[4:6],
+            "cls": None,
+            "padding_mask": None,
+            "labels": np.zeros((2, 10), np.uint8),
+        },
+        ["train-00004", "train-00005"],
+        [],
+        extra={"grid": [10, 2], "shard_size": 4, "n_total": 6, "first_id": "train-00004"},
+    )
+    report = extract_split_report(
+        FakeBackbone(), spec, "train", store, str(tmp_path), shard_size=2, progress=False
+    )
+    assert report.reused_shards == 0 and report.computed_shards == 3
+    np.testing.assert_array_equal(np.asarray(store.load(report.key).tokens), want)

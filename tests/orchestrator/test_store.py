@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,7 @@ def test_roundtrip_is_fp16_memmap_with_ids_grid_and_skipped(tmp_path: Path) -> N
     assert s.skipped == [{"id": "bad1", "error": "unreadable"}]
     assert not s.tokens.flags.writeable
     assert not (Path(store.entry(KEY)) / "parts").exists()
+    assert store.keys() == [asdict(KEY)]
 
 
 def test_entry_without_manifest_is_never_complete(tmp_path: Path) -> None:
