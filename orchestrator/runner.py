@@ -40,7 +40,7 @@ def _extract_pair(encoder, dataset, cfg: SweepConfig) -> Extracted:
     backbone = backbone.to(device)
     store = EmbeddingStore(cfg.store_url)
     keys, skipped = {}, 0
-    for split in ("train", "valid", "test"):
+    for split in ("train", "valid", "test", *spec.extra_splits):
         report = extract_split_report(
             backbone, spec, split, store, cfg.data_root, cfg.extract_batch_size, progress=False
         )
@@ -52,7 +52,7 @@ def _extract_pair(encoder, dataset, cfg: SweepConfig) -> Extracted:
         dataset_version=spec.version,
         task=spec.task,
         metric=spec.metric,
-        num_classes=len(spec.classes),
+        num_classes=spec.num_classes,
         skipped=skipped,
     )
 

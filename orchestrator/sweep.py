@@ -49,7 +49,7 @@ def list_registered() -> str:
     for name in DATASETS.names():
         spec = DATASETS.get(name)
         lines.append(
-            f"  {name:14s} {spec.task:10s} {len(spec.classes) or '?':>4} classes  "
+            f"  {name:14s} {spec.task:10s} {spec.num_classes:>4} classes  "
             f"{spec.metric:8s} {spec.source}"
         )
     lines.append("Probes:")

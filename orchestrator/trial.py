@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TRAIN_FIELDS = ("lr", "weight_decay")
+EVAL_SPLITS = ("valid", "test")
 
 
 class TrialError(RuntimeError):
@@ -87,7 +88,11 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     params, seed = resolve_params(config, spec)
     train_kw, probe_kw = split_params(params)
     store = EmbeddingStore(spec.store_url)
-    data = {split: store.load(key).to_probe_data(spec.task) for split, key in spec.keys.items()}
+    data = {split: store.load(spec.keys[split]).to_probe_data(spec.task) for split in EVAL_SPLITS}
+    # Extra training splits (BirdSet's cached mixup variants) train alongside ``train``.
+    train_keys = [spec.keys["train"], *(k for s, k in spec.keys.items() if s.startswith("train_"))]
+    train = store.load_many(train_keys) if len(train_keys) > 1 else store.load(train_keys[0])
+    data["train"] = train.to_probe_data(spec.task)
     embed_dim = int(data["train"].tokens.shape[-1])
     torch.manual_seed(seed)
     probe = create_probe(

@@ -74,7 +74,8 @@ def test_sweep_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
 
     # 2) the same command again finishes the sweep without redoing finished studies
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line or "Error" in line]
+    assert done.returncode == 0, "\n".join(errors[-40:]) or done.stderr[-4000:]
     assert "already finished; skipping" in done.stderr
     for path, mtime in finished.items():
         assert path.stat().st_mtime_ns == mtime
