@@ -176,7 +176,7 @@ class TrialTracker(Callback):
     def _run_for(self, trial) -> str:
         if trial.trial_id not in self._runs:
             config = {k: v for k, v in trial.config.items()}
-            tags = {**self.tags, "stage": self.stage, "seed": str(config.get("seed", ""))}
+            tags = {**self.tags, "stage": self.stage, "seed": str(config.get("seed", 0))}
             run_id = self.tracker.ensure_run(
                 f"{self.stage}-{trial.trial_id}",
                 tags,
