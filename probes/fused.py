@@ -4,11 +4,15 @@ protobin scores every token against every prototype and keeps the max over token
 plainly, the similarity tensor ``[B, N, M]`` (as20k: 128 x 512 x 5,270 floats = 1.4 GB) is built
 in the forward, and its gradient (as large, almost all zeros) in the backward. This autograd
 function computes the same values chunk by chunk over prototypes, keeping only the per-chunk
-maxima and their argmax; the backward routes each prototype's gradient to its winning token,
-again chunk by chunk. Peak extra memory is ``B x N x chunk_size`` floats.
+maxima and their argmax. The backward needs only the winners: the prototypes' gradient is a
+gather of the B x M winning tokens and the tokens' gradient a scatter-add, again chunk by chunk
+(B x M x D multiply-adds instead of the plain backward's B x N x M x D). Peak extra memory is
+about ``B x N x chunk_size`` floats.
 
 Outputs equal the plain computation; gradients equal it too except where two tokens tie for a
-max exactly (then both pick one token, possibly different ones: both are valid subgradients).
+max exactly: the plain ``amax`` splits the gradient among the tied tokens, this function gives
+it to one of them (both are valid subgradients). On CUDA the tokens' gradient (index_add) is not
+bitwise deterministic; probes never need it (the encoder is frozen, tokens carry no gradient).
 """
 
 from __future__ import annotations
@@ -50,22 +54,31 @@ class _CosineMax(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        # Each (b, j) max has one winning token index[b, j]: d max / d protos[j] is that token
+        # and d max / d token is protos[j]. So the gradient is a gather (protos) and a scatter-add
+        # (tokens) of B x M rows, not a dense B x N x M product like the plain backward.
         tokens, protos, index = ctx.saved_tensors
         b, n, d = tokens.shape
         m = protos.shape[0]
-        need_tokens, need_protos = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_tokens = torch.zeros_like(tokens) if need_tokens else None
-        grad_protos = torch.empty_like(protos) if need_protos else None
-        flat_tokens = tokens.reshape(b * n, d)
-        for start in range(0, m, ctx.chunk):
-            stop = min(start + ctx.chunk, m)
-            # Route: scatter[b, index[b, j], j] = grad[b, j]; everything else is 0.
-            scatter = grad.new_zeros(b, n, stop - start)
-            scatter.scatter_(1, index[:, None, start:stop], grad[:, None, start:stop])
-            if grad_tokens is not None:
-                grad_tokens.add_(torch.matmul(scatter, protos[start:stop]))
-            if grad_protos is not None:
-                grad_protos[start:stop] = scatter.reshape(b * n, -1).T @ flat_tokens
+        step = max(1, ctx.chunk * n // d)  # B x step x D rows: the forward's chunk budget
+        grad_tokens = grad_protos = None
+        if ctx.needs_input_grad[1]:
+            grad_protos = torch.empty_like(protos)
+            for start in range(0, m, step):
+                stop = min(start + step, m)
+                winners = torch.gather(
+                    tokens, 1, index[:, start:stop, None].expand(-1, -1, d)
+                )  # [B, m, D]
+                grad_protos[start:stop] = torch.einsum("bj,bjd->jd", grad[:, start:stop], winners)
+        if ctx.needs_input_grad[0]:
+            grad_tokens = torch.zeros_like(tokens)
+            flat = grad_tokens.view(b * n, d)
+            offsets = torch.arange(b, device=tokens.device).unsqueeze(1) * n
+            for start in range(0, m, step):
+                stop = min(start + step, m)
+                rows = (index[:, start:stop] + offsets).reshape(-1)
+                contrib = grad[:, start:stop, None] * protos[start:stop]  # [B, m, D]
+                flat.index_add_(0, rows, contrib.reshape(-1, d))
         return grad_tokens, grad_protos, None, None
 
 

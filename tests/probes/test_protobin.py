@@ -108,3 +108,23 @@ def test_protobin_beats_linear_where_mean_pooling_fails(make_localized):
     assert scores["protobin"] >= 0.9, scores
     assert scores["linear"] <= 0.7, scores
     assert np.isfinite(list(scores.values())).all()
+
+
+def test_proto_pools_top_k_mean_in_training_and_max_in_eval():
+    probe = create_probe("proto", embed_dim=4, num_classes=1, prototypes_per_class=1, topk=2)
+    with torch.no_grad():
+        probe.prototypes.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+    # cosines with the prototype: 1.0, 0.6, 0.0 and (padded) a huge one
+    tokens = torch.tensor([[[1.0, 0, 0, 0], [0.6, 0.8, 0, 0], [0, 1.0, 0, 0], [9.0, 0, 0, 0]]])
+    mask = torch.tensor([[False, False, False, True]])
+    assert probe.train().scores(tokens, mask).item() == pytest.approx(0.8)
+    assert probe.eval().scores(tokens, mask).item() == pytest.approx(1.0)
+    assert probe.auxiliary_loss().item() == pytest.approx(0.0, abs=1e-6)  # J=1: nothing to push
+
+
+def test_proto_orthogonality_loss_is_per_class():
+    probe = create_probe("proto", embed_dim=3, num_classes=2, prototypes_per_class=2)
+    with torch.no_grad():  # class 0: two equal prototypes; class 1: orthogonal ones
+        probe.prototypes.copy_(torch.tensor([[1.0, 0, 0], [2.0, 0, 0], [0, 1.0, 0], [1.0, 0, 0]]))
+    # ||P0 P0^T - I||^2 = 2 (off-diagonal ones), class 1 gives 0; mean over classes = 1
+    assert probe.auxiliary_loss().item() == pytest.approx(probe.ortho_weight * 1.0)
