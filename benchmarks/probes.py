@@ -7,9 +7,10 @@
 Shapes (``--batch`` / ``--tokens`` shrink them for a slow CPU; memory scales ~linearly in B):
 ``as20k``: B=128, N=512, D=768, C=527, J=10; ``c10``: B=128, N=512, D=768, C=10, J=20.
 A step = forward, asymmetric loss, backward, AdamW step, on random tokens with a padding mask.
-Besides the 11 registry probes, ``protobin_me`` is protobin with ``memory_efficient=True`` (the
-similarity max computed in prototype chunks, never the whole B x M x N tensor); ``--compare``
-checks its outputs and gradients against the plain protobin at the same shape.
+``protobin`` runs with its default ``memory_efficient=True`` (the similarity max computed in
+prototype chunks, never the whole B x M x N tensor); ``protobin_plain`` is the literal version
+(``memory_efficient=False``) side by side; ``--compare`` checks outputs and gradients of the two
+against each other at the same shape.
 
 Memory: CUDA reports ``max_memory_allocated`` above the inputs. On CPU each measurement runs in
 a fresh subprocess that resets the kernel's peak-RSS counter (``/proc/self/clear_refs``) after
@@ -39,7 +40,7 @@ SHAPES = {
     "as20k": {"B": 128, "N": 512, "D": 768, "C": 527, "J": 10},
     "c10": {"B": 128, "N": 512, "D": 768, "C": 10, "J": 20},
 }
-VARIANTS = {"protobin_me": ("protobin", {"memory_efficient": True})}
+VARIANTS = {"protobin_plain": ("protobin", {"memory_efficient": False})}
 
 
 def _probe(name: str, shape: dict[str, int], chunk_size: int) -> torch.nn.Module:
@@ -47,7 +48,7 @@ def _probe(name: str, shape: dict[str, int], chunk_size: int) -> torch.nn.Module
     hparams = dict(extra)
     if base in ("proto", "protobin"):
         hparams["prototypes_per_class"] = shape["J"]
-    if hparams.get("memory_efficient"):
+    if base == "protobin":
         hparams["chunk_size"] = chunk_size
     return create_probe(base, embed_dim=shape["D"], num_classes=shape["C"], **hparams)
 
@@ -113,11 +114,11 @@ def measure(name: str, shape: dict[str, int], steps: int, device: str, chunk: in
 
 
 def compare(shape: dict[str, int], device: str, chunk: int) -> dict:
-    """Max abs difference of outputs and gradients, protobin plain vs memory-efficient."""
+    """Max abs difference of outputs and gradients, protobin memory-efficient vs plain."""
     dev = torch.device(device)
     torch.manual_seed(0)
-    plain = _probe("protobin", shape, chunk).to(dev)
-    fused = _probe("protobin_me", shape, chunk).to(dev)
+    plain = _probe("protobin_plain", shape, chunk).to(dev)
+    fused = _probe("protobin", shape, chunk).to(dev)
     fused.load_state_dict(plain.state_dict())
     tokens, mask, labels, _ = _inputs(shape, dev)
     results = []
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--chunk-size", type=int, default=512)
-    parser.add_argument("--compare", action="store_true", help="check protobin_me vs protobin")
+    parser.add_argument("--compare", action="store_true", help="check protobin vs protobin_plain")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.compare:
             diffs = compare(shape, args.device, args.chunk_size)
             print(
-                "\nprotobin_me vs protobin, max |diff| / max |plain|: "
+                "\nprotobin (memory-efficient) vs protobin_plain, max |diff| / max |plain|: "
                 + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
             )
 

@@ -162,7 +162,8 @@ VARIANTS = [
     ("ep", {"num_queries": 4, "value_dim": 3}),
     ("abmilp", {"gated": True}),
     ("proto", {"topk": 50, "ortho_weight": 0.0}),
-    ("protobin", {"memory_efficient": True, "chunk_size": 7}),
+    ("protobin", {"memory_efficient": False}),
+    ("protobin", {"chunk_size": 7}),
 ]
 
 

@@ -57,7 +57,9 @@ def test_straight_through_gradient_is_the_identity():
 
 
 def _pair(chunk_size: int):
-    plain = create_probe("protobin", embed_dim=12, num_classes=3, prototypes_per_class=4)
+    plain = create_probe(
+        "protobin", embed_dim=12, num_classes=3, prototypes_per_class=4, memory_efficient=False
+    )
     fused = create_probe(
         "protobin",
         embed_dim=12,
