@@ -186,7 +186,9 @@ def fit(
         config,
     )
     device = torch.device(config.device)
-    rng_devices = [device] if device.type == "cuda" else []
+    rng_devices: list[int] = []
+    if device.type == "cuda":
+        rng_devices = [device.index if device.index is not None else torch.cuda.current_device()]
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     with torch.random.fork_rng(devices=rng_devices):
