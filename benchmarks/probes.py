@@ -9,7 +9,7 @@ Shapes (``--batch`` / ``--tokens`` shrink them for a slow CPU; memory scales ~li
 A step = forward, asymmetric loss, backward, AdamW step, on random tokens with a padding mask.
 ``protobin`` runs with its default ``memory_efficient=True`` (the similarity max computed in
 prototype chunks, never the whole B x M x N tensor); ``protobin_plain`` is the literal version
-(``memory_efficient=False``) side by side; ``--compare`` checks outputs and gradients of the two
+(``memory_efficient=False``) side by side (likewise ``proto`` / ``proto_plain``, top-k chunked); ``--compare`` checks outputs and gradients of the two
 against each other at the same shape.
 
 Memory: CUDA reports ``max_memory_allocated`` above the inputs. On CPU each measurement runs in
@@ -40,7 +40,10 @@ SHAPES = {
     "as20k": {"B": 128, "N": 512, "D": 768, "C": 527, "J": 10},
     "c10": {"B": 128, "N": 512, "D": 768, "C": 10, "J": 20},
 }
-VARIANTS = {"protobin_plain": ("protobin", {"memory_efficient": False})}
+VARIANTS = {
+    "protobin_plain": ("protobin", {"memory_efficient": False}),
+    "proto_plain": ("proto", {"memory_efficient": False}),
+}
 
 
 def _probe(name: str, shape: dict[str, int], chunk_size: int) -> torch.nn.Module:
@@ -48,7 +51,7 @@ def _probe(name: str, shape: dict[str, int], chunk_size: int) -> torch.nn.Module
     hparams = dict(extra)
     if base in ("proto", "protobin"):
         hparams["prototypes_per_class"] = shape["J"]
-    if base == "protobin":
+    if base in ("proto", "protobin"):
         hparams["chunk_size"] = chunk_size
     return create_probe(base, embed_dim=shape["D"], num_classes=shape["C"], **hparams)
 

@@ -19,7 +19,9 @@ tokens in eval and by the mean of the top ``topk`` (default 3) tokens in trainin
 class-connected last layer is one weight per prototype to its own class (init 1) plus a class
 bias (init 0); the orthogonality loss is the mean over classes of
 ``|| P_c P_c^T - I ||_F^2`` on the L2-normalised prototypes of class c, times ``ortho_weight``
-(default 0.1), returned by ``auxiliary_loss`` and added to the loss by ``fit``.
+(default 0.1), returned by ``auxiliary_loss`` and added to the loss by ``fit``. Like protobin,
+proto computes its max / top-k with :func:`probes.fused.cosine_topk` by default
+(``memory_efficient=False``: the literal dense computation).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from probes.fused import cosine_max
+from probes.fused import cosine_max, cosine_topk
 from probes.pooling import ProbeHead, masked_max, valid_mask
 
 
@@ -112,11 +114,15 @@ class ProtoProbe(ProbeHead):
         topk: int = 3,
         ortho_weight: float = 0.1,
         dropout: float = 0.0,
+        memory_efficient: bool = True,
+        chunk_size: int = 512,
     ) -> None:
         super().__init__(embed_dim, num_classes)
         self.prototypes_per_class = _check_j(prototypes_per_class)
-        if topk < 1:
-            raise ValueError(f"topk must be >= 1, got {topk}.")
+        if topk < 1 or chunk_size < 1:
+            raise ValueError(f"topk and chunk_size must be >= 1, got {topk}, {chunk_size}.")
+        self.memory_efficient = bool(memory_efficient)
+        self.chunk_size = int(chunk_size)
         self.topk = topk
         self.ortho_weight = float(ortho_weight)
         self.prototypes = nn.Parameter(torch.empty(num_classes * prototypes_per_class, embed_dim))
@@ -134,17 +140,18 @@ class ProtoProbe(ProbeHead):
         """Pooled ReLU(cosine) of each prototype: ``[B, C * J]``."""
         self.check_tokens(tokens)
         mask = valid_mask(tokens, padding_mask)
-        sim = torch.matmul(F.normalize(tokens, dim=-1), F.normalize(self.prototypes, dim=-1).T)
-        k = min(self.topk, tokens.shape[1])
-        if not self.training or k == 1:
-            return masked_max(sim, mask).relu()
-        neg = torch.finfo(sim.dtype).min
-        if mask is not None:
-            sim = sim.masked_fill(mask.unsqueeze(-1), neg)
-        top = sim.topk(k, dim=1).values  # [B, k, M]
-        real = top > neg / 2  # a row with fewer than k real tokens averages only the real ones
-        summed = (top.relu() * real).sum(dim=1)
-        return summed / real.sum(dim=1).clamp_min(1)
+        protos_n = F.normalize(self.prototypes, dim=-1)
+        k = min(self.topk, tokens.shape[1]) if self.training else 1
+        neg = torch.finfo(tokens.dtype).min
+        if self.memory_efficient:
+            top = cosine_topk(tokens, protos_n, mask, k, self.chunk_size)  # [B, k, M]
+        else:
+            sim = torch.matmul(F.normalize(tokens, dim=-1), protos_n.T)  # [B, N, M]
+            if mask is not None:
+                sim = sim.masked_fill(mask.unsqueeze(-1), neg)
+            top = sim.topk(k, dim=1).values
+        real = top > neg / 2  # padding fills the top-k only where a clip has < k real tokens
+        return (top.relu() * real).sum(dim=1) / real.sum(dim=1).clamp_min(1)
 
     def forward(
         self,

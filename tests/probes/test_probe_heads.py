@@ -162,6 +162,7 @@ VARIANTS = [
     ("ep", {"num_queries": 4, "value_dim": 3}),
     ("abmilp", {"gated": True}),
     ("proto", {"topk": 50, "ortho_weight": 0.0}),
+    ("proto", {"memory_efficient": False}),
     ("protobin", {"memory_efficient": False}),
     ("protobin", {"chunk_size": 7}),
 ]

@@ -130,3 +130,24 @@ def test_proto_orthogonality_loss_is_per_class():
         probe.prototypes.copy_(torch.tensor([[1.0, 0, 0], [2.0, 0, 0], [0, 1.0, 0], [1.0, 0, 0]]))
     # ||P0 P0^T - I||^2 = 2 (off-diagonal ones), class 1 gives 0; mean over classes = 1
     assert probe.auxiliary_loss().item() == pytest.approx(probe.ortho_weight * 1.0)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_proto_memory_efficient_equals_plain(training):
+    kwargs = {"embed_dim": 12, "num_classes": 2, "prototypes_per_class": 3, "topk": 4}
+    plain = create_probe("proto", memory_efficient=False, **kwargs).train(training)
+    fused = create_probe("proto", chunk_size=4, **kwargs).train(training)
+    fused.load_state_dict(plain.state_dict())
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randn(3, 10, 12, generator=g)
+    mask = torch.zeros(3, 10, dtype=torch.bool)
+    mask[0, 3:] = True  # fewer real tokens than topk
+    weights = torch.randn(3, 2, generator=g)
+    grads = []
+    for probe in (plain, fused):
+        x = tokens.clone().requires_grad_(True)
+        out = probe(x, padding_mask=mask)
+        (out * weights).sum().backward()
+        grads.append((out.detach(), x.grad, probe.prototypes.grad, probe.class_weight.grad))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
