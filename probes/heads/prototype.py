@@ -21,7 +21,8 @@ bias (init 0); the orthogonality loss is the mean over classes of
 ``|| P_c P_c^T - I ||_F^2`` on the L2-normalised prototypes of class c, times ``ortho_weight``
 (default 0.1), returned by ``auxiliary_loss`` and added to the loss by ``fit``. Like protobin,
 proto computes its max / top-k with :func:`probes.fused.cosine_topk` by default
-(``memory_efficient=False``: the literal dense computation).
+(``memory_efficient=False``: the literal dense computation); as20k peak training memory
+~3.1 GB -> ~0.5 GB.
 """
 
 from __future__ import annotations
