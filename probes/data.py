@@ -21,7 +21,7 @@ TASKS = ("multilabel", "multiclass")
 ArrayLike = np.ndarray | Tensor
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: identity, not element-wise, equality
 class ProbeData:
     """One split: tokens ``[n, N, D]``, labels (``[n, C]`` {0,1} or ``[n]`` int), task."""
 
@@ -68,7 +68,7 @@ class ProbeData:
         return int(self.labels.shape[1]) if self.task == "multilabel" else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Batch:
     """One batch on a device: float32 tokens/cls, bool padding mask, labels."""
 

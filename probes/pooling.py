@@ -37,8 +37,10 @@ def masked_mean(tokens: Tensor, padding_mask: Tensor | None) -> Tensor:
     """Mean over the non-padded tokens: ``[B, N, D] -> [B, D]``."""
     if padding_mask is None:
         return tokens.mean(dim=1)
-    keep = (~padding_mask).to(tokens.dtype).unsqueeze(-1)
-    return (tokens * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1.0)
+    keep = (~padding_mask).to(tokens.dtype)
+    # A [B, 1, N] x [B, N, D] product: no [B, N, D] temporary (tokens * mask would be one).
+    summed = torch.bmm(keep.unsqueeze(1), tokens).squeeze(1)
+    return summed / keep.sum(dim=1, keepdim=True).clamp_min(1.0)
 
 
 def masked_max(tokens: Tensor, padding_mask: Tensor | None) -> Tensor:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from probes.data import ProbeData, iter_batches
-from probes.losses import make_loss, resolve_loss
+from probes.losses import LOSSES, make_loss, resolve_loss
 from probes.metrics import compute_metrics
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ class TrainConfig:
             )
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"need epochs, batch_size >= 1, got {self.epochs}, {self.batch_size}.")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss!r} is not valid; choose one of {', '.join(LOSSES)}.")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}.")
 
@@ -184,7 +186,9 @@ def fit(
         config,
     )
     device = torch.device(config.device)
-    rng_devices = [device] if device.type == "cuda" else []
+    rng_devices: list[int] = []
+    if device.type == "cuda":
+        rng_devices = [device.index if device.index is not None else torch.cuda.current_device()]
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     with torch.random.fork_rng(devices=rng_devices):

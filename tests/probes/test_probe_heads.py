@@ -148,3 +148,60 @@ def test_default_hparams_are_introspectable(name):
     probe = create_probe(name, embed_dim=D, num_classes=C, **hparams)
     assert isinstance(probe, torch.nn.Module)
     assert np.isfinite(sum(p.detach().sum().item() for p in probe.parameters()))
+
+
+VARIANTS = [
+    ("linear", {"pool": "max"}),
+    ("mlp", {"num_layers": 1}),
+    ("mlp", {"num_layers": 3, "hidden_dim": 8, "dropout": 0.1}),
+    ("linearc", {"parts": ["cls", "mean", "max"]}),
+    ("conv", {"pool": "max", "num_layers": 2, "hidden_dim": 8}),
+    ("linpre", {"pool": "mean"}),
+    ("linpre", {"pool": "lse"}),
+    ("mhca", {"num_heads": 4}),
+    ("ep", {"num_queries": 4, "value_dim": 3}),
+    ("abmilp", {"gated": True}),
+    ("proto", {"topk": 50, "ortho_weight": 0.0}),
+    ("proto", {"memory_efficient": False}),
+    ("protobin", {"memory_efficient": False}),
+    ("protobin", {"chunk_size": 7}),
+]
+
+
+@pytest.mark.parametrize(("name", "hparams"), VARIANTS)
+def test_configurable_choices_respect_padding(name, hparams):
+    tokens, cls, mask = _inputs()
+    probe = create_probe(name, embed_dim=D, num_classes=C, **hparams).eval()
+    garbage = tokens.clone()
+    garbage[mask] = 1e4 * torch.randn(int(mask.sum()), D)
+    out = probe(tokens, cls=cls, padding_mask=mask, grid=(T, F))
+    assert out.shape == (2, C)
+    torch.testing.assert_close(out, probe(garbage, cls=cls, padding_mask=mask, grid=(T, F)))
+
+
+@pytest.mark.parametrize(
+    ("name", "hparams", "match"),
+    [
+        ("linear", {"pool": "attention"}, "pool"),
+        ("mhca", {"num_heads": 5}, "num_heads"),
+        ("linpre", {"pool": "median"}, "pool"),
+        ("conv", {"kernel_size": 2}, "kernel_size"),
+        ("protobin", {"prototypes_per_class": 0}, "prototypes_per_class"),
+        ("linearc", {"parts": ["cls", "median"]}, "parts"),
+    ],
+)
+def test_bad_hparams_are_refused_with_the_valid_choices(name, hparams, match):
+    with pytest.raises(ValueError, match=match):
+        create_probe(name, embed_dim=D, num_classes=C, **hparams)
+
+
+def test_conv_refuses_a_grid_that_does_not_match_the_tokens():
+    probe = create_probe("conv", embed_dim=D, num_classes=C)
+    with pytest.raises(ValueError, match="grid"):
+        probe(torch.randn(2, T * F, D), grid=(T, F + 1))
+
+
+def test_cls_pool_without_cls_says_how_to_fix():
+    probe = create_probe("linear", embed_dim=D, num_classes=C, pool="cls")
+    with pytest.raises(ValueError, match="pool='auto'"):
+        probe(torch.randn(2, 4, D))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ def _load(path: Path) -> dict:
 @pytest.mark.parametrize("name", PROBES.names())
 def test_probe_has_a_sweep_file_with_an_existing_search_space(name):
     path = SWEEPS / "probe" / f"{name}.yaml"
-    assert path.read_text().startswith("# @package _group_._name_")
+    # Hydra 1.3 no longer expands _group_/_name_ in package headers: the absolute package puts
+    # each selected probe at cfg.probe.<key> even when a sweep selects several.
+    assert path.read_text().startswith(f"# @package probe.{name}\n")
     entry = _load(path)
     assert set(entry) == {"search", "hparams"}
     hparams = entry["hparams"] or {}
@@ -44,3 +47,16 @@ def test_probe_has_a_sweep_file_with_an_existing_search_space(name):
 
 def test_every_sweep_file_is_a_registered_probe():
     assert sorted(p.stem for p in (SWEEPS / "probe").glob("*.yaml")) == PROBES.names()
+
+
+def test_hydra_composes_all_probes_side_by_side(tmp_path):
+    hydra = pytest.importorskip("hydra")
+    shutil.copytree(SWEEPS / "probe", tmp_path / "probe")
+    names = PROBES.names()
+    (tmp_path / "all_probes.yaml").write_text(
+        "defaults:\n  - probe:\n" + "".join(f"      - {n}\n" for n in names)
+    )
+    with hydra.initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
+        cfg = hydra.compose(config_name="all_probes")
+    assert sorted(cfg.probe) == names
+    assert cfg.probe.protobin.search == "prototypes" and cfg.probe.linear.search == "default"

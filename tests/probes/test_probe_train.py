@@ -141,3 +141,23 @@ def test_bad_inputs_are_refused_with_a_fix(multilabel_split):
         ProbeData(tokens=np.zeros((2, 3, 4)), labels=np.zeros(2), task="multilabel")
     with pytest.raises(ValueError, match="warmup_epochs"):
         TrainConfig(epochs=2, warmup_epochs=3)
+
+
+def test_notebook_path_with_torch_tensors_cls_and_padding():
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randn(20, 6, 8, generator=g).half()
+    mask = torch.zeros(20, 6, dtype=torch.bool)
+    mask[::2, 4:] = True
+    labels = torch.randint(0, 3, (20,), generator=g)
+    data = ProbeData(
+        tokens=tokens,
+        labels=labels,
+        task="multiclass",
+        cls=tokens[:, 0],
+        padding_mask=mask,
+        grid=(3, 2),
+    )
+    for name in ("linear", "conv", "protobin"):
+        probe = create_probe(name, embed_dim=8, num_classes=3)
+        result = fit(probe, data, data, TrainConfig(epochs=1, batch_size=8))
+        assert set(result.final_val) == {"score", "accuracy", "auroc"}

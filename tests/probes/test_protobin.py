@@ -57,7 +57,9 @@ def test_straight_through_gradient_is_the_identity():
 
 
 def _pair(chunk_size: int):
-    plain = create_probe("protobin", embed_dim=12, num_classes=3, prototypes_per_class=4)
+    plain = create_probe(
+        "protobin", embed_dim=12, num_classes=3, prototypes_per_class=4, memory_efficient=False
+    )
     fused = create_probe(
         "protobin",
         embed_dim=12,
@@ -108,3 +110,44 @@ def test_protobin_beats_linear_where_mean_pooling_fails(make_localized):
     assert scores["protobin"] >= 0.9, scores
     assert scores["linear"] <= 0.7, scores
     assert np.isfinite(list(scores.values())).all()
+
+
+def test_proto_pools_top_k_mean_in_training_and_max_in_eval():
+    probe = create_probe("proto", embed_dim=4, num_classes=1, prototypes_per_class=1, topk=2)
+    with torch.no_grad():
+        probe.prototypes.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+    # cosines with the prototype: 1.0, 0.6, 0.0 and (padded) a huge one
+    tokens = torch.tensor([[[1.0, 0, 0, 0], [0.6, 0.8, 0, 0], [0, 1.0, 0, 0], [9.0, 0, 0, 0]]])
+    mask = torch.tensor([[False, False, False, True]])
+    assert probe.train().scores(tokens, mask).item() == pytest.approx(0.8)
+    assert probe.eval().scores(tokens, mask).item() == pytest.approx(1.0)
+    assert probe.auxiliary_loss().item() == pytest.approx(0.0, abs=1e-6)  # J=1: nothing to push
+
+
+def test_proto_orthogonality_loss_is_per_class():
+    probe = create_probe("proto", embed_dim=3, num_classes=2, prototypes_per_class=2)
+    with torch.no_grad():  # class 0: two equal prototypes; class 1: orthogonal ones
+        probe.prototypes.copy_(torch.tensor([[1.0, 0, 0], [2.0, 0, 0], [0, 1.0, 0], [1.0, 0, 0]]))
+    # ||P0 P0^T - I||^2 = 2 (off-diagonal ones), class 1 gives 0; mean over classes = 1
+    assert probe.auxiliary_loss().item() == pytest.approx(probe.ortho_weight * 1.0)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_proto_memory_efficient_equals_plain(training):
+    kwargs = {"embed_dim": 12, "num_classes": 2, "prototypes_per_class": 3, "topk": 4}
+    plain = create_probe("proto", memory_efficient=False, **kwargs).train(training)
+    fused = create_probe("proto", chunk_size=4, **kwargs).train(training)
+    fused.load_state_dict(plain.state_dict())
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randn(3, 10, 12, generator=g)
+    mask = torch.zeros(3, 10, dtype=torch.bool)
+    mask[0, 3:] = True  # fewer real tokens than topk
+    weights = torch.randn(3, 2, generator=g)
+    grads = []
+    for probe in (plain, fused):
+        x = tokens.clone().requires_grad_(True)
+        out = probe(x, padding_mask=mask)
+        (out * weights).sum().backward()
+        grads.append((out.detach(), x.grad, probe.prototypes.grad, probe.class_weight.grad))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
