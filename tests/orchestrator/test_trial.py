@@ -1,0 +1,124 @@
+"""The trial function without Ray: per-epoch reports, the final test score, a NaN refused."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from orchestrator.study import top_configs
+from orchestrator.trial import TrialError, TrialSpec, resolve_params, run_trial, split_params
+
+CLIPS = {"train_clips": 8, "valid_clips": 4, "test_clips": 4, "clip_seconds": 2.0}
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """synth_events (tiny) extracted by the tiny random eat into a local store."""
+    from backbones import create_backbone
+
+    from orchestrator.datasets import get_dataset
+    from orchestrator.extract import extract_split
+    from orchestrator.store import EmbeddingStore
+
+    root = tmp_path_factory.mktemp("trial")
+    spec = get_dataset("synth_events", **CLIPS)
+    backbone = create_backbone("eat", checkpoint="random", size="tiny")
+    store = EmbeddingStore(str(root / "store"))
+    keys = {
+        split: extract_split(backbone, spec, split, store, str(root / "data"), progress=False)
+        for split in ("train", "valid", "test")
+    }
+    return spec, str(root / "store"), keys
+
+
+def _spec(stored, stage, **kw):
+    spec, url, keys = stored
+    base = dict(
+        study_id="s",
+        stage=stage,
+        probe="protobin",
+        probe_hparams={},
+        task=spec.task,
+        num_classes=spec.num_classes,
+        store_url=url,
+        keys=keys,
+        epochs=3,
+        batch_size=4,
+        warmup_epochs=0,
+        device="cpu",
+    )
+    return TrialSpec(**{**base, **kw})
+
+
+def test_final_trial_reports_every_epoch_and_scores_test_once(stored, monkeypatch):
+    reports = []
+    monkeypatch.setattr("ray.tune.report", lambda metrics: reports.append(dict(metrics)))
+    spec = _spec(stored, "final", configs=({"lr": 1e-3, "prototypes_per_class": 2},))
+    run_trial({"config_index": 0, "seed": 1}, spec)
+    assert [r["epoch"] for r in reports] == [1, 2, 3]
+    assert all(0.0 <= r["val_score"] <= 100.0 for r in reports)
+    assert all("test_score" not in r for r in reports[:-1])
+    assert 0.0 <= reports[-1]["test_score"] <= 100.0 and reports[-1]["seed"] == 1
+
+
+def test_same_seed_same_result(stored, monkeypatch):
+    runs = []
+    for _ in range(2):
+        reports = []
+        monkeypatch.setattr("ray.tune.report", lambda metrics, r=reports: r.append(dict(metrics)))
+        run_trial(
+            {"lr": 3e-3, "weight_decay": 1e-4, "prototypes_per_class": 2}, _spec(stored, "search")
+        )
+        runs.append([r["val_score"] for r in reports])
+    assert runs[0] == runs[1]
+
+
+def test_a_diverging_trial_fails_with_a_clear_error(stored, monkeypatch):
+    reports = []
+    monkeypatch.setattr("ray.tune.report", lambda metrics: reports.append(metrics))
+
+    def diverging_fit(probe, train, val, config, on_epoch=None):
+        on_epoch(1, {"loss": 0.7, "val_score": 0.5})
+        on_epoch(2, {"loss": float("nan"), "val_score": 0.5})
+
+    monkeypatch.setattr("probes.fit", diverging_fit)
+    with pytest.raises(TrialError, match="training loss is nan at epoch 2"):
+        run_trial({"lr": 1e-3, "prototypes_per_class": 2}, _spec(stored, "search"))
+    assert len(reports) == 1  # the finite epoch was reported; the NaN one never is
+
+
+def test_params_split_between_training_and_probe():
+    spec = TrialSpec(
+        "s",
+        "final",
+        "protobin",
+        {},
+        "multilabel",
+        2,
+        "u",
+        {},
+        1,
+        1,
+        0,
+        configs=({"lr": 1.0}, {"lr": 2.0, "prototypes_per_class": 3}),
+    )
+    params, seed = resolve_params({"config_index": 1, "seed": 4}, spec)
+    assert seed == 4
+    assert split_params(params) == ({"lr": 2.0}, {"prototypes_per_class": 3})
+
+
+def test_top_configs_prefer_full_runs_then_score():
+    import polars as pl
+
+    search = pl.DataFrame(
+        {
+            "status": ["ok", "ok", "error", "ok"],
+            "epochs": [3, 1, 0, 3],
+            "val_score": [50.0, 90.0, None, 60.0],
+            "param.lr": [1e-3, 1e-2, 1e-4, 3e-3],
+        }
+    )
+    assert top_configs(search, k=2, epochs=3) == [{"lr": 3e-3}, {"lr": 1e-3}]
+    assert top_configs(search.filter(pl.col("status") == "error"), k=1, epochs=3) == []
+    assert not math.isnan(search["val_score"].drop_nulls().mean())
