@@ -123,47 +123,27 @@ class SobolThenTPE(BaseSampler):
         self._pick(trial).after_trial(study, trial, state, values)
 
 
-def _resumable_optuna_search():
+def make_searcher(
+    specs: tuple[ParamSpec, ...],
+    startup_trials: int,
+    seed: int = 0,
+    points: list[dict[str, Any]] | None = None,
+    rewards: list[float] | None = None,
+):
+    """A Ray Tune OptunaSearch over ``specs`` maximizing the validation score.
+
+    ``points``/``rewards`` are trials already evaluated (by an earlier, interrupted attempt):
+    Optuna learns from them and counts them towards the Sobol start-up trials.
+    """
     from ray.tune.search.optuna import OptunaSearch
 
-    class ResumableOptunaSearch(OptunaSearch):
-        """OptunaSearch that survives a driver killed between two of Tune's checkpoints.
-
-        Tune saves the trial list and the searcher state at different moments; after a kill, a
-        restored experiment can hold trials the restored searcher never suggested, and stock
-        OptunaSearch fails with ``KeyError: <trial id>`` (ray-project/ray#19113, #14814 for the
-        same race in other searchers). Such a trial's result is told to Optuna as an evaluated
-        point, so TPE still learns from it; nothing already computed is lost.
-        """
-
-        def on_trial_result(self, trial_id: str, result: dict) -> None:
-            if trial_id in self._ot_trials:
-                super().on_trial_result(trial_id, result)
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-            if trial_id in self._ot_trials or trial_id in self._completed_trials:
-                return super().on_trial_complete(trial_id, result, error)
-            result = result or {}
-            config = result.get("config") or {
-                k.removeprefix("config/"): v for k, v in result.items() if k.startswith("config/")
-            }
-            params = {k: config[k] for k in self._space if k in config}
-            value = result.get(self.metric)
-            if len(params) == len(self._space) and value is not None and not error:
-                self.add_evaluated_point(params, value)
-            self._completed_trials.add(trial_id)
-            return None
-
-    return ResumableOptunaSearch
-
-
-def make_searcher(specs: tuple[ParamSpec, ...], startup_trials: int, seed: int = 0):
-    """A Ray Tune Optuna searcher over ``specs`` maximizing the validation score."""
-    return _resumable_optuna_search()(
+    return OptunaSearch(
         space=optuna_space(specs),
         metric=METRIC,
         mode=MODE,
         sampler=SobolThenTPE(startup_trials, seed=seed),
+        points_to_evaluate=points or None,
+        evaluated_rewards=rewards or None,
     )
 
 

@@ -22,7 +22,7 @@ from orchestrator.plan import Study
 from orchestrator.provenance import git_sha, provenance_tags
 from orchestrator.search import METRIC, MODE, load_space, make_scheduler, make_searcher
 from orchestrator.tracking import TrackerClient, TrialTracker
-from orchestrator.trial import TrialSpec, run_trial, split_params
+from orchestrator.trial import TrialSpec, resolve_params, run_trial, split_params
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,6 @@ class StudyOutcome:
     error: str  # empty when the study finished
 
 
-def _stage_tuner(path: str, trainable, make: callable) -> tune.Tuner:
-    if tune.Tuner.can_restore(path):
-        log.info("resuming Tune experiment %s", path)
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
-    return make()
-
-
 def _trainable(spec: TrialSpec, cfg: SweepConfig):
     """The trial function bound to ``spec``, under a name unique to the study and stage.
 
@@ -70,62 +63,103 @@ def _trainable(spec: TrialSpec, cfg: SweepConfig):
     return tune.with_resources(tune.with_parameters(trainable, spec=spec), resources)
 
 
+def _trial_rows(trials: list, spec: TrialSpec) -> list[dict[str, Any]]:
+    """One row per Tune trial: status ok / error / unfinished, its last metrics and params."""
+    rows = []
+    for trial in trials:
+        metrics = dict(trial.last_result or {})
+        params, seed = resolve_params(dict(trial.config or {}), spec)
+        status = {"TERMINATED": "ok", "ERROR": "error"}.get(trial.status, "unfinished")
+        error = ""
+        if status == "error":
+            error = str(trial.get_error() or "unknown error")[-2000:]
+        rows.append(
+            {
+                "trial_id": trial.trial_id,
+                "stage": spec.stage,
+                "status": status,
+                "error": error,
+                "epochs": int(metrics.get("epoch", 0) or 0),
+                **{k: v for k, v in metrics.items() if k.startswith(("val_", "test_"))},
+                "seed": seed,
+                "cell": int(trial.config.get("cell", -1)),
+                "config_index": spec.cells[int(trial.config["cell"])][0]
+                if "cell" in trial.config
+                else -1,
+                **{f"param.{k}": v for k, v in params.items()},
+            }
+        )
+    return rows
+
+
+def _finished_attempts(base: str, spec: TrialSpec) -> tuple[list[dict[str, Any]], int]:
+    """Rows of the finished trials of earlier attempts at this stage, and the next attempt."""
+    rows, attempt = [], 0
+    while tune.Tuner.can_restore(f"{base}/attempt-{attempt}"):
+        analysis = tune.ExperimentAnalysis(f"{base}/attempt-{attempt}")
+        done = [r for r in _trial_rows(analysis.trials, spec) if r["status"] != "unfinished"]
+        log.info("%s attempt %d: %d finished trials kept", base, attempt, len(done))
+        rows += done
+        attempt += 1
+    return rows, attempt
+
+
 def _run_stage(
     cfg: SweepConfig,
     spec: TrialSpec,
     tracker_cb: TrialTracker,
     *,
-    searcher=None,
+    space: tuple | None = None,
     scheduler=None,
-    param_space=None,
     num_samples: int = 1,
 ) -> pl.DataFrame:
-    storage = cfg.tune_storage
-    name = f"{spec.study_id}/{spec.stage}"
-    trainable = _trainable(spec, cfg)
+    """Run one stage of a study; a re-run keeps every finished trial of earlier attempts.
 
-    def make() -> tune.Tuner:
-        return tune.Tuner(
-            trainable,
-            param_space=param_space or {},
+    Each attempt is its own Tune experiment (``<study>/<stage>/attempt-<k>``). Instead of
+    restoring a killed experiment (whose searcher checkpoint can lag its trial list), a new
+    attempt runs only what is missing: the search stage seeds Optuna with the finished trials
+    and runs the remaining samples, the final stage runs the missing (config, seed) cells.
+    Trials that were running when the driver died start again (trials keep no checkpoints).
+    """
+    base = f"{cfg.tune_storage.rstrip('/')}/{spec.study_id}/{spec.stage}"
+    done, attempt = _finished_attempts(base, spec)
+    if spec.stage == "search":
+        evaluated = [r for r in done if r["status"] == "ok" and r.get(METRIC) is not None]
+        searcher = make_searcher(
+            space,
+            cfg.search.startup_trials,
+            points=[{k[6:]: v for k, v in r.items() if k.startswith("param.")} for r in evaluated],
+            rewards=[r[METRIC] for r in evaluated],
+        )
+        param_space, remaining = {}, num_samples - len(done)
+    else:
+        searcher = None
+        finished = {r["cell"] for r in done}
+        todo = [i for i in range(len(spec.cells)) if i not in finished]
+        param_space, remaining = {"cell": tune.grid_search(todo)}, len(todo)
+    if remaining > 0:
+        tune.Tuner(
+            _trainable(spec, cfg),
+            param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric=METRIC,
                 mode=MODE,
                 search_alg=searcher,
                 scheduler=scheduler,
-                num_samples=num_samples,
+                num_samples=remaining if spec.stage == "search" else 1,
                 reuse_actors=True,
                 max_concurrent_trials=cfg.ray.max_concurrent_trials or None,
             ),
             run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage,
+                name=f"{spec.study_id}/{spec.stage}/attempt-{attempt}",
+                storage_path=cfg.tune_storage,
                 callbacks=[tracker_cb],
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
             ),
-        )
-
-    grid = _stage_tuner(f"{storage.rstrip('/')}/{name}", trainable, make).fit()
-    rows = []
-    for result in grid:
-        metrics = result.metrics or {}
-        config = dict(result.config or {})
-        rows.append(
-            {
-                "trial_id": metrics.get("trial_id", ""),
-                "stage": spec.stage,
-                "status": "error" if result.error else "ok",
-                "error": str(result.error)[-2000:] if result.error else "",
-                "epochs": int(metrics.get("epoch", 0) or 0),
-                "config": repr(config),
-                **{k: v for k, v in metrics.items() if k.startswith(("val_", "test_"))},
-                "seed": int(config.get("seed", 0)),
-                "config_index": int(config.get("config_index", -1)),
-                **{f"param.{k}": v for k, v in config.items() if k not in ("seed", "config_index")},
-            }
-        )
-    return pl.DataFrame(rows, infer_schema_length=None)
+        ).fit()
+        done += _finished_attempts(base, spec)[0][len(done) :]
+    return pl.DataFrame(done, infer_schema_length=None)
 
 
 def top_configs(search: pl.DataFrame, k: int, epochs: int) -> list[dict[str, Any]]:
@@ -180,7 +214,7 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
         TrialTracker(
             tracker.tracking_uri, cfg.experiment, parent, child_tags, "search", cfg.train.epochs
         ),
-        searcher=make_searcher(space, cfg.search.startup_trials),
+        space=space,
         scheduler=make_scheduler(
             cfg.train.epochs, cfg.search.grace_epochs, cfg.search.reduction_factor
         ),
@@ -193,16 +227,13 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
         return StudyOutcome(
             search, pl.DataFrame(), f"every search trial failed (MLflow run {parent})"
         )
+    cells = tuple((index, seed) for index in range(len(configs)) for seed in cfg.seeds)
     final = _run_stage(
         cfg,
-        TrialSpec(stage="final", configs=tuple(configs), **base),
+        TrialSpec(stage="final", configs=tuple(configs), cells=cells, **base),
         TrialTracker(
             tracker.tracking_uri, cfg.experiment, parent, child_tags, "final", cfg.train.epochs
         ),
-        param_space={
-            "config_index": tune.grid_search(list(range(len(configs)))),
-            "seed": tune.grid_search(list(cfg.seeds)),
-        },
     )
     trials = pl.concat([search, final], how="diagonal_relaxed")
     rows = select_final(final, configs, study, extracted)

@@ -176,7 +176,7 @@ class TrialTracker(Callback):
     def _run_for(self, trial) -> str:
         if trial.trial_id not in self._runs:
             config = {k: v for k, v in trial.config.items()}
-            tags = {**self.tags, "stage": self.stage, "seed": str(config.get("seed", 0))}
+            tags = {**self.tags, "stage": self.stage}
             run_id = self.tracker.ensure_run(
                 f"{self.stage}-{trial.trial_id}",
                 tags,
@@ -197,7 +197,10 @@ class TrialTracker(Callback):
             for k, v in result.items()
             if k.startswith(("val_", "test_", "train_")) and isinstance(v, (int, float))
         }
-        self.tracker.log(self._run_for(trial), metrics=metrics, step=int(result.get("epoch", 0)))
+        tags = {"seed": result["seed"]} if "seed" in result else None
+        self.tracker.log(
+            self._run_for(trial), metrics=metrics, tags=tags, step=int(result.get("epoch", 0))
+        )
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         epochs = int((trial.last_result or {}).get("epoch", 0))

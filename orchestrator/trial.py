@@ -39,6 +39,7 @@ class TrialSpec:
     warmup_epochs: int
     device: str = "auto"
     configs: tuple[dict[str, Any], ...] = field(default=())  # final stage: the top-k configs
+    cells: tuple[tuple[int, int], ...] = field(default=())  # final stage: (config index, seed)
 
 
 def _device(requested: str) -> str:
@@ -69,12 +70,12 @@ def _percent(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 def resolve_params(config: dict[str, Any], spec: TrialSpec) -> tuple[dict[str, Any], int]:
-    """The hyperparameters and seed of one trial (a final trial names a top-k config by index)."""
+    """The hyperparameters and seed of one trial (a final trial names a (config, seed) cell)."""
     config = dict(config)
-    seed = int(config.pop("seed", 0))
-    if "config_index" in config:
-        config = {**spec.configs[int(config.pop("config_index"))], **config}
-    return config, seed
+    if "cell" in config:
+        index, seed = spec.cells[int(config.pop("cell"))]
+        return {**spec.configs[index], **config}, int(seed)
+    return config, int(config.pop("seed", 0))
 
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:

@@ -60,17 +60,16 @@ def test_asha_never_stops_before_grace_and_caps_at_epochs():
     assert make_scheduler(max_epochs=1, grace_epochs=3, reduction_factor=3)._max_t == 1
 
 
-def test_searcher_accepts_a_trial_it_never_suggested():
-    """After a kill, Tune can restore trials the restored searcher never saw (KeyError upstream)."""
+def test_searcher_learns_from_trials_of_an_earlier_attempt():
+    """A resumed search seeds Optuna with the finished trials instead of rerunning them."""
     from orchestrator.search import make_searcher
 
-    searcher = make_searcher(load_space("default"), startup_trials=2)
-    searcher.set_search_properties("val_score", "max", config={})
-    suggested = searcher.suggest("known")
-    searcher.on_trial_complete("known", {"val_score": 10.0, "config": suggested})
-    searcher.on_trial_result("ghost", {"val_score": 12.0, "training_iteration": 1})
-    searcher.on_trial_complete(
-        "ghost", {"val_score": 12.0, "config/lr": 1e-3, "config/weight_decay": 1e-4}
+    points = [{"lr": 1e-3, "weight_decay": 1e-4}, {"lr": 1e-2, "weight_decay": 2e-4}]
+    searcher = make_searcher(
+        load_space("default"), startup_trials=2, points=points, rewards=[10.0, 12.0]
     )
-    values = sorted(t.value for t in searcher._ot_study.trials)
-    assert values == [10.0, 12.0]  # the unknown trial still informs TPE
+    searcher.set_search_properties("val_score", "max", config={})
+    searcher.suggest("new")  # the study is created lazily, with the evaluated points
+    done = [t for t in searcher._ot_study.trials if t.value is not None]
+    assert sorted(t.value for t in done) == [10.0, 12.0]
+    assert sorted(t.params["lr"] for t in done) == [1e-3, 1e-2]

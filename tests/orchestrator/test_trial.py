@@ -54,8 +54,10 @@ def _spec(stored, stage, **kw):
 def test_final_trial_reports_every_epoch_and_scores_test_once(stored, monkeypatch):
     reports = []
     monkeypatch.setattr("ray.tune.report", lambda metrics: reports.append(dict(metrics)))
-    spec = _spec(stored, "final", configs=({"lr": 1e-3, "prototypes_per_class": 2},))
-    run_trial({"config_index": 0, "seed": 1}, spec)
+    spec = _spec(
+        stored, "final", configs=({"lr": 1e-3, "prototypes_per_class": 2},), cells=((0, 1),)
+    )
+    run_trial({"cell": 0}, spec)
     assert [r["epoch"] for r in reports] == [1, 2, 3]
     assert all(0.0 <= r["val_score"] <= 100.0 for r in reports)
     assert all("test_score" not in r for r in reports[:-1])
@@ -102,8 +104,9 @@ def test_params_split_between_training_and_probe():
         1,
         0,
         configs=({"lr": 1.0}, {"lr": 2.0, "prototypes_per_class": 3}),
+        cells=((0, 0), (1, 4)),
     )
-    params, seed = resolve_params({"config_index": 1, "seed": 4}, spec)
+    params, seed = resolve_params({"cell": 1}, spec)
     assert seed == 4
     assert split_params(params) == ({"lr": 2.0}, {"prototypes_per_class": 3})
 
