@@ -92,16 +92,20 @@ def _trial_rows(trials: list, spec: TrialSpec) -> list[dict[str, Any]]:
     return rows
 
 
-def _finished_attempts(base: str, spec: TrialSpec) -> tuple[list[dict[str, Any]], int]:
-    """Rows of the finished trials of earlier attempts at this stage, and the next attempt."""
-    rows, attempt = [], 0
+def _finished_attempts(base: str, spec: TrialSpec) -> tuple[list[dict[str, Any]], list[str], int]:
+    """Rows of the finished trials of earlier attempts at this stage, the ids of the trials
+    they left unfinished, and the number of the next attempt."""
+    rows, unfinished, attempt = [], [], 0
     while tune.Tuner.can_restore(f"{base}/attempt-{attempt}"):
         analysis = tune.ExperimentAnalysis(f"{base}/attempt-{attempt}")
-        done = [r for r in _trial_rows(analysis.trials, spec) if r["status"] != "unfinished"]
-        log.info("%s attempt %d: %d finished trials kept", base, attempt, len(done))
-        rows += done
+        for row in _trial_rows(analysis.trials, spec):
+            if row["status"] == "unfinished":
+                unfinished.append(row["trial_id"])
+            else:
+                rows.append(row)
+        log.info("%s attempt %d: %d finished trials kept", base, attempt, len(rows))
         attempt += 1
-    return rows, attempt
+    return rows, unfinished, attempt
 
 
 def _run_stage(
@@ -122,7 +126,8 @@ def _run_stage(
     Trials that were running when the driver died start again (trials keep no checkpoints).
     """
     base = f"{cfg.tune_storage.rstrip('/')}/{spec.study_id}/{spec.stage}"
-    done, attempt = _finished_attempts(base, spec)
+    done, unfinished, attempt = _finished_attempts(base, spec)
+    tracker_cb.mark_killed(unfinished)
     if spec.stage == "search":
         evaluated = [r for r in done if r["status"] == "ok" and r.get(METRIC) is not None]
         searcher = make_searcher(

@@ -188,6 +188,16 @@ class TrialTracker(Callback):
             self._runs[trial.trial_id] = run_id
         return self._runs[trial.trial_id]
 
+    def mark_killed(self, trial_ids: list[str]) -> None:
+        """Close the runs of trials a killed driver left running (their rerun is a new trial)."""
+        for trial_id in trial_ids:
+            run_id = self.tracker.find_run(trial_id=trial_id, study_id=self.tags["study_id"])
+            if run_id:
+                self.tracker.log(
+                    run_id, tags={"superseded": "driver stopped; rerun as a new trial"}
+                )
+                self.tracker.finish(run_id, "KILLED")
+
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self._run_for(trial)
 

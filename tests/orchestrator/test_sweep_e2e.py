@@ -101,6 +101,9 @@ def test_sweep_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
     assert studies.height == 4 and set(studies["status"]) == {"FINISHED"}
     trials = runs.filter(pl.col("kind") == "trial")
     assert trials["trial_id"].n_unique() == trials.height
+    # a trial the kill interrupted is closed as KILLED and rerun as a new trial
+    assert set(trials["status"]) <= {"FINISHED", "KILLED"}
+    trials = trials.filter(pl.col("status") == "FINISHED")
     assert set(trials["parent"]) <= set(studies["run_id"])
     per_study = trials.group_by("study_id", "stage").len()
     assert per_study.filter(pl.col("stage") == "search")["len"].to_list() == [3] * 4
