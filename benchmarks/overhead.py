@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# benchmarks/probes.py would shadow the probes package (here and in Ray workers, which inherit
+# the driver's sys.path): drop this folder from the path and put the repository first.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 
 def make_data(n: int = 64, tokens: int = 32, dim: int = 32, classes: int = 5):
@@ -70,6 +75,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--cpus", type=int, default=2)
     args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
     start = time.monotonic()

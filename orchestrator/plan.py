@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from orchestrator.config import DatasetChoice, EncoderChoice, ProbeChoice, SweepConfig
 
@@ -35,6 +35,7 @@ class Study:
     encoder: EncoderChoice
     dataset: DatasetChoice
     probe: ProbeChoice
+    settings: str = ""  # fingerprint of the training, search and seed settings
 
     @property
     def backbone(self) -> str:
@@ -54,6 +55,7 @@ class Study:
                 self.probe.name,
                 self.probe.search,
                 self.probe.hparams,
+                self.settings,
             ],
             sort_keys=True,
             default=str,
@@ -95,6 +97,19 @@ class Plan:
         return "\n".join(lines)
 
 
+def settings_fingerprint(cfg: SweepConfig, probe: ProbeChoice) -> str:
+    """What else shapes a study's results: change any of it and the study is a new one, so a
+    re-run in the same folder never reuses trials made under other settings."""
+    from orchestrator.search import load_space
+
+    payload = json.dumps(
+        [asdict(cfg.train), asdict(cfg.search), list(cfg.seeds), load_space(probe.search)],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
 def make_plan(cfg: SweepConfig) -> Plan:
     extractions = tuple(
         ExtractionJob(enc, ds, split)
@@ -103,7 +118,10 @@ def make_plan(cfg: SweepConfig) -> Plan:
         for split in SPLITS
     )
     studies = tuple(
-        Study(enc, ds, probe) for enc in cfg.encoders for ds in cfg.datasets for probe in cfg.probes
+        Study(enc, ds, probe, settings_fingerprint(cfg, probe))
+        for enc in cfg.encoders
+        for ds in cfg.datasets
+        for probe in cfg.probes
     )
     return Plan(
         extractions=extractions,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.config import SweepConfig
 from orchestrator.plan import Study, encoder_label
@@ -93,7 +94,9 @@ def run_studies(
             yield study, pl.read_parquet(done), ""
         else:
             pending.append(study)
-    task = ray.remote(_study_task).options(num_cpus=0, max_retries=0)
+    # Study tasks drive Tune; they stay on the driver's node, where a local Tune storage is.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    task = ray.remote(_study_task).options(num_cpus=0, max_retries=0, scheduling_strategy=here)
     limit = cfg.ray.max_concurrent_studies or len(pending)
     running: dict[ray.ObjectRef, Study] = {}
     while pending or running:

@@ -7,6 +7,7 @@ pruning (ASHA) is configured. Everything else treats a search space as plain dat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,9 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.samplers import BaseSampler, QMCSampler, TPESampler
+from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial
+from scipy.stats import qmc
 
 from orchestrator.config import ConfigError, sweeps_dir
 from probes.registry import did_you_mean
@@ -93,34 +95,72 @@ def optuna_space(specs: tuple[ParamSpec, ...]) -> dict[str, BaseDistribution]:
     return {spec.name: spec.distribution() for spec in specs}
 
 
+def _from_unit(u: float, dist: BaseDistribution) -> Any:
+    """Map a point of [0, 1) onto a distribution (log-uniform where the distribution is log)."""
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[min(int(u * len(dist.choices)), len(dist.choices) - 1)]
+    low, high = float(dist.low), float(dist.high)
+    if isinstance(dist, IntDistribution):
+        return int(min(int(low) + math.floor(u * (high - low + 1)), int(high)))
+    if dist.log:
+        return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+    return low + u * (high - low)
+
+
 class SobolThenTPE(BaseSampler):
     """The paper's search: the first ``startup_trials`` trials quasi-random (scrambled Sobol),
-    then TPE conditioned on everything seen so far."""
+    then multivariate TPE conditioned on everything seen so far.
 
-    def __init__(self, startup_trials: int, seed: int = 0) -> None:
+    Sobol point ``i`` goes to the study's ``i``-th started trial, counting ``offset`` trials
+    started by earlier attempts, so a resumed search never proposes a point it already ran.
+    """
+
+    def __init__(
+        self,
+        space: dict[str, BaseDistribution],
+        startup_trials: int,
+        seed: int = 0,
+        offset: int = 0,
+    ) -> None:
+        self.space = dict(space)
         self.startup_trials = startup_trials
-        self._qmc = QMCSampler(
-            qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False
-        )
+        self.offset = offset
+        m = max(1, math.ceil(math.log2(max(startup_trials, 1))))
+        self._points = qmc.Sobol(d=len(self.space), scramble=True, seed=seed).random_base2(m)
         self._tpe = TPESampler(n_startup_trials=0, seed=seed, multivariate=True)
+        self._random = RandomSampler(seed=seed)
 
-    def _pick(self, trial: FrozenTrial) -> BaseSampler:
-        return self._qmc if trial.number < self.startup_trials else self._tpe
+    def _sobol_index(self, trial: FrozenTrial) -> int | None:
+        index = trial.number + self.offset
+        return index if index < self.startup_trials else None
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial):
-        return self._pick(trial).infer_relative_search_space(study, trial)
+        if self._sobol_index(trial) is not None:
+            return dict(self.space)
+        return self._tpe.infer_relative_search_space(study, trial)
 
     def sample_relative(self, study, trial, search_space):
-        return self._pick(trial).sample_relative(study, trial, search_space)
+        index = self._sobol_index(trial)
+        if index is None:
+            return self._tpe.sample_relative(study, trial, search_space)
+        point = self._points[index]
+        names = list(self.space)
+        return {
+            name: _from_unit(float(point[names.index(name)]), dist)
+            for name, dist in search_space.items()
+            if name in names
+        }
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._pick(trial).sample_independent(study, trial, param_name, param_distribution)
+        if self._sobol_index(trial) is None:
+            return self._tpe.sample_independent(study, trial, param_name, param_distribution)
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study, trial) -> None:
-        self._pick(trial).before_trial(study, trial)
+        self._tpe.before_trial(study, trial)
 
     def after_trial(self, study, trial, state, values) -> None:
-        self._pick(trial).after_trial(study, trial, state, values)
+        self._tpe.after_trial(study, trial, state, values)
 
 
 def make_searcher(
@@ -129,11 +169,13 @@ def make_searcher(
     seed: int = 0,
     points: list[dict[str, Any]] | None = None,
     rewards: list[float] | None = None,
+    offset: int = 0,
 ):
     """A Ray Tune OptunaSearch over ``specs`` maximizing the validation score.
 
     ``points``/``rewards`` are trials already evaluated (by an earlier, interrupted attempt):
-    Optuna learns from them and counts them towards the Sobol start-up trials.
+    Optuna learns from them; ``offset`` is the number of trials earlier attempts started, so
+    the Sobol sequence continues where they left it.
     """
     from ray.tune.search.optuna import OptunaSearch
 
@@ -141,7 +183,7 @@ def make_searcher(
         space=optuna_space(specs),
         metric=METRIC,
         mode=MODE,
-        sampler=SobolThenTPE(startup_trials, seed=seed),
+        sampler=SobolThenTPE(optuna_space(specs), startup_trials, seed=seed, offset=offset),
         points_to_evaluate=points or None,
         evaluated_rewards=rewards or None,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,10 @@ def _trainable(spec: TrialSpec, cfg: SweepConfig):
     trainable.__name__ = trainable.__qualname__ = f"trial_{spec.stage}_{digest}"
     resources = {"cpu": cfg.ray.cpus_per_trial, "gpu": cfg.ray.gpus_per_trial}
     return tune.with_resources(tune.with_parameters(trainable, spec=spec), resources)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _trial_rows(trials: list, spec: TrialSpec) -> list[dict[str, Any]]:
@@ -129,17 +134,18 @@ def _run_stage(
     done, unfinished, attempt = _finished_attempts(base, spec)
     tracker_cb.mark_killed(unfinished)
     if spec.stage == "search":
-        evaluated = [r for r in done if r["status"] == "ok" and r.get(METRIC) is not None]
+        evaluated = [r for r in done if r["status"] == "ok" and _finite(r.get(METRIC))]
         searcher = make_searcher(
             space,
             cfg.search.startup_trials,
             points=[{k[6:]: v for k, v in r.items() if k.startswith("param.")} for r in evaluated],
             rewards=[r[METRIC] for r in evaluated],
+            offset=len(done) + len(unfinished) - len(evaluated),
         )
         param_space, remaining = {}, num_samples - len(done)
     else:
         searcher = None
-        finished = {r["cell"] for r in done}
+        finished = {r["cell"] for r in done if r["status"] == "ok"}  # failed cells are retried
         todo = [i for i in range(len(spec.cells)) if i not in finished]
         param_space, remaining = {"cell": tune.grid_search(todo)}, len(todo)
     if remaining > 0:
@@ -175,7 +181,12 @@ def top_configs(search: pl.DataFrame, k: int, epochs: int) -> list[dict[str, Any
     if ok.is_empty():
         return []
     params = [c for c in ok.columns if c.startswith("param.")]
-    best = ok.sort([pl.col("epochs") == epochs, METRIC], descending=True).head(k)
+    ok = ok.filter(pl.col(METRIC).is_not_nan())
+    best = ok.sort(
+        [pl.col("epochs") == epochs, METRIC, "trial_id"],
+        descending=[True, True, False],
+        maintain_order=True,
+    ).head(k)
     return [
         {c.removeprefix("param."): row[c] for c in params if row[c] is not None}
         for row in best.iter_rows(named=True)
@@ -241,10 +252,17 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
         ),
     )
     trials = pl.concat([search, final], how="diagonal_relaxed")
-    rows = select_final(final, configs, study, extracted)
+    rows = select_final(final, configs, study, extracted, len(cfg.seeds))
     if rows.is_empty():
+        failed = final.filter(pl.col("status") != "ok").height if not final.is_empty() else 0
+        tracker.log(parent, tags={"error": f"{failed} final trials failed"})
         tracker.finish(parent, "FAILED")
-        return StudyOutcome(trials, rows, f"every final trial failed (MLflow run {parent})")
+        return StudyOutcome(
+            trials,
+            rows,
+            f"no top-{len(configs)} configuration finished all {len(cfg.seeds)} seeds "
+            f"({failed} final trials failed; MLflow run {parent}); re-run to retry them",
+        )
     best = configs[int(rows["config_index"][0])]
     tracker.log(
         parent,
@@ -261,19 +279,33 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
 
 
 def select_final(
-    final: pl.DataFrame, configs: list[dict[str, Any]], study: Study, extracted: Extracted
+    final: pl.DataFrame,
+    configs: list[dict[str, Any]],
+    study: Study,
+    extracted: Extracted,
+    n_seeds: int,
 ) -> pl.DataFrame:
-    """Keep the seeds of the top-k config with the best mean validation score."""
+    """Keep the seeds of the top-k config with the best mean validation score.
+
+    Only configurations with a finite score for every seed compete: a win matrix built on
+    fewer seeds would understate the standard deviation.
+    """
     if "test_score" not in final.columns:
         return pl.DataFrame()
-    ok = final.filter((pl.col("status") == "ok") & pl.col("test_score").is_not_null())
-    if ok.is_empty():
-        return pl.DataFrame()
+    ok = final.filter(
+        (pl.col("status") == "ok")
+        & pl.col("test_score").is_not_null()
+        & pl.col("test_score").is_not_nan()
+        & pl.col("val_score").is_not_nan()
+    )
     means = (
         ok.group_by("config_index")
-        .agg(pl.col("val_score").mean().alias("m"))
-        .sort("m", descending=True)
+        .agg(pl.col("val_score").mean().alias("m"), pl.col("seed").n_unique().alias("n"))
+        .filter(pl.col("n") == n_seeds)
+        .sort(["m", "config_index"], descending=[True, False])
     )
+    if means.is_empty():
+        return pl.DataFrame()
     chosen = int(means["config_index"][0])
     picked = ok.filter(pl.col("config_index") == chosen).sort("seed")
     train_kw, probe_kw = split_params(configs[chosen])

@@ -8,6 +8,7 @@ report, and logs it all to MLflow. Re-running the same command continues where i
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -76,7 +77,6 @@ def run(cfg, resume: bool = False) -> int:
     """Run a validated sweep; return the process exit code."""
     import polars as pl
     import ray
-    from omegaconf import OmegaConf
     from tqdm import tqdm
 
     from orchestrator.plan import make_plan
@@ -86,18 +86,27 @@ def run(cfg, resume: bool = False) -> int:
     from orchestrator.tracking import start_tracking_actor
 
     plan = make_plan(cfg)
-    if resume and not (cfg.out_dir / "studies").exists():
+    marker = cfg.out_dir / "sweep.json"
+    if resume and not marker.exists():
         log.error(
-            "--resume: nothing to resume in %s (no studies/ folder); run without --resume.",
+            "--resume: nothing to resume in %s (no sweep.json: this sweep never started there); "
+            "run without --resume.",
             cfg.out_dir,
         )
         return 2
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        marker.write_text(
+            json.dumps({"sweep": cfg.name, "overrides": list(cfg.overrides)}, indent=2) + "\n"
+        )
     started_at = time.monotonic()
     started_ray = _init_ray(cfg.ray.address)
     failed: list[str] = []
     try:
-        tracker = start_tracking_actor(cfg.tracking_uri, cfg.experiment)
+        artifacts = None
+        if cfg.tracking_uri.startswith("sqlite:"):  # keep artifacts beside the local store
+            artifacts = (cfg.out_dir / "mlartifacts").resolve().as_uri()
+        tracker = start_tracking_actor(cfg.tracking_uri, cfg.experiment, artifacts)
         log.info("MLflow: %s, experiment %r", cfg.tracking_uri, cfg.experiment)
         log.info("extracting token maps (%d jobs)", len(plan.extractions))
         extracted = run_extractions(cfg)
@@ -116,7 +125,15 @@ def run(cfg, resume: bool = False) -> int:
         results = pl.concat(frames, how="diagonal_relaxed")
         results.write_csv(cfg.out_dir / "results.csv")
         results.write_parquet(cfg.out_dir / "results.parquet")
-        paths = write_report(results, cfg.out_dir / "report", tie_rule=cfg.tie_rule)
+        expected = pl.DataFrame(
+            [
+                {"backbone": s.backbone, "dataset": s.dataset.name, "probe": s.probe.name}
+                for s in plan.studies
+            ]
+        )
+        paths = write_report(
+            results, cfg.out_dir / "report", tie_rule=cfg.tie_rule, expected=expected
+        )
         sweep_run = tracker.ensure_run(
             f"{cfg.name}-report",
             {**provenance_tags(), "overrides": " ".join(cfg.overrides)},
@@ -134,9 +151,6 @@ def run(cfg, resume: bool = False) -> int:
         tracker.log_artifacts(sweep_run, [cfg.out_dir / "results.csv", *paths.values()], "report")
         tracker.finish(sweep_run, "FINISHED" if not failed else "FAILED")
         _print_summary(cfg, paths, failed, time.monotonic() - started_at)
-        OmegaConf.save(
-            OmegaConf.create({"overrides": list(cfg.overrides)}), cfg.out_dir / "overrides.yaml"
-        )
         return 1 if failed else 0
     finally:
         if started_ray:

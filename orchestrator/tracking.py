@@ -1,8 +1,9 @@
 """MLflow tracking: an experiment per sweep, a run per study, every trial a nested child run.
 
-All MLflow writes happen on the driver (a Ray Tune callback), so a local sqlite store never sees
-concurrent writers and a cluster needs no MLflow credentials on its workers. Runs are found by
-tags before they are created, so a resumed sweep adds to its runs instead of duplicating them.
+All MLflow writes go through one tracking actor on the driver's node (Tune callbacks in the
+study tasks call it), so a local sqlite store never sees concurrent writers and the workers
+need no MLflow credentials. Runs are found by tags before they are created, so a resumed
+sweep adds to its runs instead of duplicating them.
 """
 
 from __future__ import annotations
@@ -35,12 +36,16 @@ def _flat(prefix: str, value: Any) -> dict[str, str]:
 class Tracker:
     """Thin layer over :class:`MlflowClient` with find-or-create semantics."""
 
-    def __init__(self, tracking_uri: str, experiment: str) -> None:
+    def __init__(
+        self, tracking_uri: str, experiment: str, artifact_location: str | None = None
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = (
-            found.experiment_id if found else self.client.create_experiment(experiment)
+            found.experiment_id
+            if found
+            else self.client.create_experiment(experiment, artifact_location=artifact_location)
         )
 
     def find_run(self, **tags: str) -> str | None:
@@ -120,23 +125,28 @@ class TrackerClient:
 class TrackingActor:
     """Ray actor body owning the MLflow client (``ray.remote(TrackingActor)``)."""
 
-    def __init__(self, tracking_uri: str, experiment: str) -> None:
-        self.tracker = Tracker(tracking_uri, experiment)
+    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None) -> None:
+        self.tracker = Tracker(tracking_uri, experiment, artifact_location)
 
     def call(self, method: str, *args, **kwargs):
         return getattr(self.tracker, method)(*args, **kwargs)
 
 
-def start_tracking_actor(tracking_uri: str, experiment: str) -> TrackerClient:
-    """Start the sweep's tracking actor (0 CPUs) and return a client for it."""
+def start_tracking_actor(
+    tracking_uri: str, experiment: str, artifact_location: str | None = None
+) -> TrackerClient:
+    """Start the sweep's tracking actor (0 CPUs, on the driver's node, where a local sqlite
+    store and the report files are) and return a client for it."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     client = TrackerClient(tracking_uri)
     # The driver holds the handle: a named actor lives as long as a handle to it does.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     client._handle = (
         ray.remote(TrackingActor)
-        .options(name=TRACKER_ACTOR, num_cpus=0)
-        .remote(tracking_uri, experiment)
+        .options(name=TRACKER_ACTOR, num_cpus=0, scheduling_strategy=here)
+        .remote(tracking_uri, experiment, artifact_location)
     )
     return client
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 import pytest
+from scipy.stats import qmc
 from optuna.distributions import FloatDistribution, IntDistribution
 
 from orchestrator.config import ConfigError
@@ -32,32 +34,57 @@ def test_bad_param_type_is_refused(tmp_path, monkeypatch):
     assert "'logunifrom'" in str(err.value) and "loguniform" in str(err.value)
 
 
-def _run(sampler, n):
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    space = optuna_space(load_space("default"))
+def _run(sampler, n, study=None):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = study or optuna.create_study(direction="maximize", sampler=sampler)
 
     def objective(trial):
         lr = trial.suggest_float("lr", 1e-5, 1e-2, log=True)
         wd = trial.suggest_float("weight_decay", 1e-5, 5e-4, log=True)
         return -abs(lr - 1e-3) - wd
 
-    assert set(space) == {"lr", "weight_decay"}
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=n)
     return [t.params for t in study.trials]
 
 
-def test_first_trials_are_sobol_then_tpe():
-    qmc_only = _run(optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=0), 4)
-    mixed = _run(SobolThenTPE(startup_trials=4, seed=0), 8)
-    assert mixed[:4] == qmc_only  # the startup trials are exactly the scrambled Sobol points
-    assert _run(SobolThenTPE(startup_trials=4, seed=0), 8) == mixed  # seeded: reproducible
+def test_first_trials_are_sobol_points_then_tpe():
+    space = optuna_space(load_space("default"))
+    params = _run(SobolThenTPE(space, startup_trials=4, seed=0), 8)
+    unit = qmc.Sobol(d=2, scramble=True, seed=0).random_base2(2)
+    lows, highs = np.log([1e-5, 1e-5]), np.log([1e-2, 5e-4])
+    expected = np.exp(lows + unit * (highs - lows))
+    got = np.array([[p["lr"], p["weight_decay"]] for p in params[:4]])
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    assert params == _run(SobolThenTPE(space, startup_trials=4, seed=0), 8)  # seeded
+    more = qmc.Sobol(d=2, scramble=True, seed=0).random_base2(3)[4:]
+    continued = np.exp(lows + more * (highs - lows))
+    tpe = np.array([[p["lr"], p["weight_decay"]] for p in params[4:]])
+    assert not np.allclose(tpe, continued)  # after the start-up trials, TPE proposes
+
+
+def test_a_resumed_search_continues_the_sobol_sequence():
+    """Two attempts (2 trials, then the rest) propose the same points as one uninterrupted run."""
+    space = optuna_space(load_space("default"))
+    whole = _run(SobolThenTPE(space, startup_trials=4, seed=0), 4)
+    first = _run(SobolThenTPE(space, startup_trials=4, seed=0), 2)
+    study = optuna.create_study(
+        direction="maximize", sampler=SobolThenTPE(space, startup_trials=4, seed=0, offset=0)
+    )
+    for p in first:
+        study.add_trial(optuna.trial.create_trial(params=p, distributions=space, value=0.0))
+    second = _run(None, 2, study)[2:]
+    assert first + second == whole
+    assert not any(p in first for p in second)
 
 
 def test_asha_never_stops_before_grace_and_caps_at_epochs():
-    sched = make_scheduler(max_epochs=12, grace_epochs=2, reduction_factor=3)
-    assert sched._max_t == 12
-    assert make_scheduler(max_epochs=1, grace_epochs=3, reduction_factor=3)._max_t == 1
+    def rungs(sched):
+        return sorted(milestone for milestone, _ in sched._brackets[0]._rungs)
+
+    # successive halving at epochs 2 and 6 (grace 2, factor 3) of a 12-epoch training
+    assert rungs(make_scheduler(max_epochs=12, grace_epochs=2, reduction_factor=3)) == [2, 6]
+    # a grace period longer than training is capped: no rung beyond the last epoch
+    assert max(rungs(make_scheduler(max_epochs=2, grace_epochs=3, reduction_factor=3))) <= 2
 
 
 def test_searcher_learns_from_trials_of_an_earlier_attempt():
@@ -69,7 +96,8 @@ def test_searcher_learns_from_trials_of_an_earlier_attempt():
         load_space("default"), startup_trials=2, points=points, rewards=[10.0, 12.0]
     )
     searcher.set_search_properties("val_score", "max", config={})
-    searcher.suggest("new")  # the study is created lazily, with the evaluated points
+    new = searcher.suggest("new")  # the study is created lazily, with the evaluated points
     done = [t for t in searcher._ot_study.trials if t.value is not None]
     assert sorted(t.value for t in done) == [10.0, 12.0]
     assert sorted(t.params["lr"] for t in done) == [1e-3, 1e-2]
+    assert new not in points

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from orchestrator.study import top_configs
@@ -111,17 +109,16 @@ def test_params_split_between_training_and_probe():
     assert split_params(params) == ({"lr": 2.0}, {"prototypes_per_class": 3})
 
 
-def test_top_configs_prefer_full_runs_then_score():
+def test_top_configs_prefer_full_runs_then_score_and_skip_nan():
     import polars as pl
 
-    search = pl.DataFrame(
-        {
-            "status": ["ok", "ok", "error", "ok"],
-            "epochs": [3, 1, 0, 3],
-            "val_score": [50.0, 90.0, None, 60.0],
-            "param.lr": [1e-3, 1e-2, 1e-4, 3e-3],
-        }
-    )
+    search = pl.DataFrame({
+        "trial_id": ["a", "b", "c", "d", "e"],
+        "status": ["ok", "ok", "error", "ok", "ok"],
+        "epochs": [3, 1, 0, 3, 3],
+        "val_score": [50.0, 90.0, None, 60.0, float("nan")],
+        "param.lr": [1e-3, 1e-2, 1e-4, 3e-3, 5e-3],
+    })
     assert top_configs(search, k=2, epochs=3) == [{"lr": 3e-3}, {"lr": 1e-3}]
+    assert top_configs(search, k=5, epochs=3)[-1] == {"lr": 1e-2}  # pruned trials rank last
     assert top_configs(search.filter(pl.col("status") == "error"), k=1, epochs=3) == []
-    assert not math.isnan(search["val_score"].drop_nulls().mean())
