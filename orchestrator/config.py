@@ -187,6 +187,12 @@ def _absolute(location: str) -> str:
     return location if "://" in location else str(Path(location).resolve())
 
 
+def _as_float(section: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{section}.{key}={value!r}: expected a number >= 0.")
+    return float(value)
+
+
 def _as_int(section: str, key: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{section}.{key}={value!r}: expected an integer >= {minimum}.")
@@ -233,7 +239,12 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         raise ConfigError(
             f"search.top_k={search.top_k} exceeds search.trials={search.trials}; lower top_k."
         )
-    seeds = tuple(raw["final"]["seeds"])
+    seeds = raw["final"]["seeds"]
+    if not isinstance(seeds, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in seeds
+    ):
+        raise ConfigError(f"final.seeds={seeds!r}: give a list of integers, e.g. [0,1,2].")
+    seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"final.seeds={list(seeds)!r}: give one or more distinct integers.")
     tie_rule = raw.get("tie_rule", "opponent")
@@ -241,6 +252,10 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         raise ConfigError(
             f"tie_rule={tie_rule!r} is not a tie rule.{did_you_mean(tie_rule, TIE_RULES)} "
             f"Valid: {', '.join(TIE_RULES)}."
+        )
+    if t["warmup_epochs"] > t["epochs"]:
+        raise ConfigError(
+            f"train.warmup_epochs={t['warmup_epochs']} exceeds train.epochs={t['epochs']}."
         )
     out_dir = Path(raw["out_dir"]).resolve()
     return SweepConfig(
@@ -255,17 +270,17 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         probes=probes,
         ray=RayConfig(
             address=r.get("address") or "",
-            storage_path=r.get("storage_path") or "",
+            storage_path=_absolute(r["storage_path"]) if r.get("storage_path") else "",
             max_concurrent_trials=_as_int(
                 "ray", "max_concurrent_trials", r["max_concurrent_trials"]
             ),
             max_concurrent_studies=_as_int(
                 "ray", "max_concurrent_studies", r["max_concurrent_studies"]
             ),
-            cpus_per_trial=float(r["cpus_per_trial"]),
-            gpus_per_trial=float(r["gpus_per_trial"]),
-            cpus_per_extraction=float(r["cpus_per_extraction"]),
-            gpus_per_extraction=float(r["gpus_per_extraction"]),
+            cpus_per_trial=_as_float("ray", "cpus_per_trial", r["cpus_per_trial"]),
+            gpus_per_trial=_as_float("ray", "gpus_per_trial", r["gpus_per_trial"]),
+            cpus_per_extraction=_as_float("ray", "cpus_per_extraction", r["cpus_per_extraction"]),
+            gpus_per_extraction=_as_float("ray", "gpus_per_extraction", r["gpus_per_extraction"]),
             max_failures=_as_int("ray", "max_failures", r["max_failures"]),
         ),
         search=search,
@@ -308,4 +323,22 @@ def validate_names(cfg: SweepConfig) -> None:
     except RegistryError as err:
         raise ConfigError(str(err)) from None
     for probe in cfg.probes:
-        load_space(probe.search, probe.name)
+        _check_probe(probe, load_space(probe.search, probe.name))
+
+
+def _check_probe(probe: ProbeChoice, space) -> None:
+    """Build the probe once, tiny, with its fixed and searched hyperparameters."""
+    from probes import create_probe
+
+    from orchestrator.trial import TRAIN_FIELDS
+
+    searched = {
+        p.name: (p.choices[0] if p.choices else p.low) for p in space if p.name not in TRAIN_FIELDS
+    }
+    try:
+        create_probe(probe.name, embed_dim=8, num_classes=2, **probe.hparams, **searched)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"probe {probe.name!r} (sweeps/probe/{probe.name}.yaml, search space "
+            f"{probe.search!r}): {err}"
+        ) from None

@@ -58,8 +58,12 @@ def _extract_pair(encoder, dataset, cfg: SweepConfig) -> Extracted:
     )
 
 
-def run_extractions(cfg: SweepConfig) -> dict[tuple[str, str], Extracted]:
-    """One Ray task per (encoder, dataset); finished store entries are not recomputed."""
+def run_extractions(cfg: SweepConfig) -> dict[tuple[str, str], Extracted | str]:
+    """One Ray task per (encoder, dataset); finished store entries are not recomputed.
+
+    A pair whose extraction fails maps to its error message: its studies are reported as
+    failed, every other pair goes on.
+    """
     task = ray.remote(_extract_pair).options(
         num_cpus=cfg.ray.cpus_per_extraction, num_gpus=cfg.ray.gpus_per_extraction, max_retries=1
     )
@@ -68,9 +72,15 @@ def run_extractions(cfg: SweepConfig) -> dict[tuple[str, str], Extracted]:
         for enc in cfg.encoders
         for ds in cfg.datasets
     }
-    done: dict[tuple[str, str], Extracted] = {}
+    done: dict[tuple[str, str], Extracted | str] = {}
     for pair, ref in refs.items():
-        done[pair] = ray.get(ref)
+        try:
+            done[pair] = ray.get(ref)
+        except ray.exceptions.RayTaskError as err:
+            cause = err.cause if getattr(err, "cause", None) is not None else err
+            done[pair] = f"extraction of {pair[0]} / {pair[1]} failed: {cause}"
+            log.error("%s", done[pair])
+            continue
         log.info("extracted %s / %s (%d unreadable clips skipped)", *pair, done[pair].skipped)
     return done
 
@@ -83,13 +93,18 @@ def _atomic_parquet(frame: pl.DataFrame, path: Path) -> None:
 
 
 def run_studies(
-    cfg: SweepConfig, studies: tuple[Study, ...], extracted: dict[tuple[str, str], Extracted]
+    cfg: SweepConfig,
+    studies: tuple[Study, ...],
+    extracted: dict[tuple[str, str], Extracted | str],
 ) -> Iterator[tuple[Study, pl.DataFrame, str]]:
     """Yield ``(study, rows, error)`` as studies finish; finished ones are read, not rerun."""
     pending = []
     for study in studies:
         done = cfg.out_dir / "studies" / study.study_id / "final.parquet"
-        if done.exists():
+        tokens = extracted[(study.backbone, study.dataset.name)]
+        if isinstance(tokens, str):
+            yield study, pl.DataFrame(), tokens
+        elif done.exists():
             log.info("study %s already finished; skipping", study.study_id)
             yield study, pl.read_parquet(done), ""
         else:

@@ -20,7 +20,7 @@ from ray import tune
 
 from orchestrator.config import SweepConfig
 from orchestrator.plan import Study
-from orchestrator.provenance import git_sha, provenance_tags
+from orchestrator.provenance import provenance_tags
 from orchestrator.search import METRIC, MODE, load_space, make_scheduler, make_searcher
 from orchestrator.tracking import TrackerClient, TrialTracker
 from orchestrator.trial import TrialSpec, resolve_params, run_trial, split_params
@@ -85,6 +85,7 @@ def _trial_rows(trials: list, spec: TrialSpec) -> list[dict[str, Any]]:
                 "status": status,
                 "error": error,
                 "epochs": int(metrics.get("epoch", 0) or 0),
+                "device": str(metrics.get("device", "")),
                 **{k: v for k, v in metrics.items() if k.startswith(("val_", "test_"))},
                 "seed": seed,
                 "cell": int(trial.config.get("cell", -1)),
@@ -224,11 +225,18 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
     }
     child_tags = {k: v for k, v in tags.items() if k != "kind"} | {"kind": "trial"}
     space = load_space(study.probe.search, study.probe.name)
+    search_spec = TrialSpec(stage="search", **base)
     search = _run_stage(
         cfg,
-        TrialSpec(stage="search", **base),
+        search_spec,
         TrialTracker(
-            tracker.tracking_uri, cfg.experiment, parent, child_tags, "search", cfg.train.epochs
+            tracker.tracking_uri,
+            cfg.experiment,
+            parent,
+            child_tags,
+            "search",
+            cfg.train.epochs,
+            search_spec,
         ),
         space=space,
         scheduler=make_scheduler(
@@ -244,11 +252,18 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
             search, pl.DataFrame(), f"every search trial failed (MLflow run {parent})"
         )
     cells = tuple((index, seed) for index in range(len(configs)) for seed in cfg.seeds)
+    final_spec = TrialSpec(stage="final", configs=tuple(configs), cells=cells, **base)
     final = _run_stage(
         cfg,
-        TrialSpec(stage="final", configs=tuple(configs), cells=cells, **base),
+        final_spec,
         TrialTracker(
-            tracker.tracking_uri, cfg.experiment, parent, child_tags, "final", cfg.train.epochs
+            tracker.tracking_uri,
+            cfg.experiment,
+            parent,
+            child_tags,
+            "final",
+            cfg.train.epochs,
+            final_spec,
         ),
     )
     trials = pl.concat([search, final], how="diagonal_relaxed")
@@ -327,7 +342,8 @@ def select_final(
                 "weight_decay": float(train_kw.get("weight_decay", float("nan"))),
                 "probe_hparams": repr({**study.probe.hparams, **probe_kw}),
                 "study_id": study.study_id,
-                "git_sha": git_sha(),
+                "device": row.get("device", ""),
+                **provenance_tags(),
             }
             for row in picked.iter_rows(named=True)
         ]

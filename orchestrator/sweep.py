@@ -115,7 +115,7 @@ def run(cfg, resume: bool = False) -> int:
         for study, rows, error in run_studies(cfg, plan.studies, extracted):
             progress.update()
             if error or rows.is_empty():
-                failed.append(study.study_id)
+                failed.append(f"{study.study_id}: {error or 'no result rows'}")
             else:
                 frames.append(rows)
         progress.close()
@@ -162,7 +162,9 @@ def _print_summary(cfg, paths: dict[str, Path], failed: list[str], seconds: floa
     if report_md and Path(report_md).exists():
         print(Path(report_md).read_text())
     if failed:
-        print(f"\n{len(failed)} studies failed (missing cells in the report): {', '.join(failed)}")
+        print(f"\n{len(failed)} studies failed (missing cells in the report):")
+        for line in failed:
+            print(f"  {line}")
     print(
         f"\nfinished in {seconds:.0f} s. Results: {cfg.out_dir / 'results.csv'}; "
         f"report: {cfg.out_dir / 'report'}"

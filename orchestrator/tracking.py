@@ -162,7 +162,9 @@ class TrialTracker(Callback):
         tags: dict[str, str],
         stage: str,
         max_epochs: int,
+        spec: Any = None,
     ) -> None:
+        self.spec = spec
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.parent_run_id = parent_run_id
@@ -185,8 +187,14 @@ class TrialTracker(Callback):
 
     def _run_for(self, trial) -> str:
         if trial.trial_id not in self._runs:
-            config = {k: v for k, v in trial.config.items()}
+            config = dict(trial.config)
             tags = {**self.tags, "stage": self.stage}
+            if self.spec is not None:  # final trials name a (config, seed) cell: log its content
+                from orchestrator.trial import resolve_params
+
+                params, seed = resolve_params(config, self.spec)
+                config = {**params, "seed": seed}
+                tags["seed"] = str(seed)
             run_id = self.tracker.ensure_run(
                 f"{self.stage}-{trial.trial_id}",
                 tags,

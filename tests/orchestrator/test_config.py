@@ -61,6 +61,10 @@ def test_unknown_override_key_names_valid_keys():
         ("final.seeds=[]", "final.seeds"),
         ("tie_rule=opponnent", "Did you mean 'opponent'"),
         ("train.epochs=0", "train.epochs=0"),
+        ("ray.cpus_per_trial=abc", "ray.cpus_per_trial='abc'"),
+        ("final.seeds=3", "give a list of integers"),
+        ("final.seeds=[a,b]", "give a list of integers"),
+        ("train.warmup_epochs=50", "exceeds train.epochs"),
     ],
 )
 def test_bad_values_are_refused(override, needle, tmp_path):
@@ -76,3 +80,24 @@ def test_study_id_changes_with_what_shapes_the_study(tmp_path):
     ).studies[0]
     assert a.study_id != b.study_id
     assert a.backbone == "beats@random-tiny" or a.backbone == "eat@random-tiny"
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("+probe.linear.hparams.foo=1", "no hyperparameter 'foo'"),
+        ("probe.linear.search=prototypes", "no hyperparameter 'prototypes_per_class'"),
+    ],
+)
+def test_probe_settings_are_checked_by_building_the_probe(override, needle, tmp_path):
+    from orchestrator.config import load
+
+    with pytest.raises(ConfigError) as err:
+        load("quickstart", [override], out_dir=str(tmp_path))
+    assert needle in str(err.value) and "sweeps/probe/linear.yaml" in str(err.value)
+
+
+def test_relative_tune_storage_becomes_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = build(compose("quickstart", ["ray.storage_path=tune-state"], str(tmp_path)))
+    assert cfg.tune_storage == str(tmp_path.resolve() / "tune-state")

@@ -72,13 +72,19 @@ def test_sweep_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
     finished = {p: p.stat().st_mtime_ns for p in out.glob("studies/*/final.parquet")}
     assert finished
 
-    # 2) the same command again finishes the sweep without redoing finished studies
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    # 2) the same command with --resume finishes the sweep without redoing finished studies
+    done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     errors = [line for line in done.stderr.splitlines() if "ERROR" in line or "Error" in line]
     assert done.returncode == 0, "\n".join(errors[-40:]) or done.stderr[-4000:]
     assert "already finished; skipping" in done.stderr
     for path, mtime in finished.items():
         assert path.stat().st_mtime_ns == mtime
+
+    # no search point was run twice, though some studies were interrupted mid-search
+    for trials_file in out.glob("studies/*/trials.parquet"):
+        search = pl.read_parquet(trials_file).filter(pl.col("stage") == "search")
+        assert search.height == 3
+        assert search["param.lr"].n_unique() == 3, trials_file
 
     # results: one row per (backbone, dataset, probe, seed), scores are percentages
     results = pl.read_csv(out / "results.csv")
@@ -87,6 +93,7 @@ def test_sweep_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
     assert set(results["probe"]) == {"linear", "protobin"}
     assert results["score"].is_between(0, 100).all()
     assert set(results["weights_id"].str.slice(0, 6)) == {"random"}
+    assert {"git_sha", "version.torch", "device"} <= set(results.columns)
 
     # report files and the printed win matrix
     for name in ("summary.csv", "win_matrix.csv", "win_matrix.png", "report.md"):
