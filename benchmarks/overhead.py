@@ -19,7 +19,13 @@ import numpy as np
 # benchmarks/probes.py would shadow the probes package (here and in Ray workers, which inherit
 # the driver's sys.path): drop this folder from the path and put the repository first.
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+
+def _repository_first() -> None:
+    sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+
+_repository_first()
 
 
 def make_data(n: int = 64, tokens: int = 32, dim: int = 32, classes: int = 5):
@@ -32,6 +38,7 @@ def make_data(n: int = 64, tokens: int = 32, dim: int = 32, classes: int = 5):
 
 
 def train_once(config: dict, report=None) -> float:
+    _repository_first()  # also in Ray workers
     import torch
 
     from probes import TrainConfig, create_probe, fit
