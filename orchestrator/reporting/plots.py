@@ -6,6 +6,8 @@ pyplot's global state, so the report is safe to call from a sweep driver or a th
 
 from __future__ import annotations
 
+import textwrap
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,7 +67,8 @@ def draw_heatmap(
     ax.set_yticks(range(k), list(probes))
     ax.set_xlabel("opponent (B)")
     ax.set_ylabel("probe (A)")
-    ax.set_title(title, fontsize=10)
+    # small matrices make narrow figures: wrap the title instead of letting it run off the edge
+    ax.set_title("\n".join(textwrap.wrap(title, max(24, 9 * k))), fontsize=10)
     return image
 
 
