@@ -1,10 +1,11 @@
 """One study (encoder x dataset x probe) as two Ray Tune stages; runs inside a Ray task.
 
 Stage "search" runs the Optuna search (Sobol then TPE) under ASHA; stage "final" reruns the
-top-k configurations with every seed and scores the test split. Each stage is its own Tune
-experiment under ``<storage>/<study_id>/<stage>``, so an interrupted study resumes with
-``Tuner.restore`` and finished trials are never rerun. A study writes no files of its own: it
-returns its trial table and result rows to the driver, and logs through the tracking actor.
+top-k configurations with every seed and scores the test split. Each run of a stage is a Tune
+experiment ``<storage>/<study_id>/<stage>/attempt-<k>``; a re-run keeps the finished trials of
+earlier attempts and runs only what is missing, so finished trials are never rerun. A study
+writes no files of its own: it returns its trial table and result rows to the driver, and logs
+through the tracking actor.
 """
 
 from __future__ import annotations
