@@ -96,6 +96,8 @@ def pooled_vector(
 class ProbeHead(nn.Module):
     """Base class: ``forward(tokens, cls=None, padding_mask=None, grid=None) -> logits [B, C]``.
 
+    ``forward`` checks the tokens and the padding mask once for every head, then calls the
+    subclass's ``_logits(tokens, cls, mask, grid)`` with ``mask`` a bool ``[B, N]`` or None.
     Subclasses build their layers in ``__init__`` then call ``self.reset_parameters()``; they
     initialise their own raw parameters (queries, prototypes) in ``_reset_own``. ``fit`` calls
     ``reset_parameters`` under the run's seed so that a seed fixes the initialisation too.
@@ -112,6 +114,23 @@ class ProbeHead(nn.Module):
                 raise ValueError(f"{name} must be a positive int, got {value!r}.")
         self.embed_dim = embed_dim
         self.num_classes = num_classes
+
+    def forward(
+        self,
+        tokens: Tensor,
+        cls: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+        grid: tuple[int, int] | None = None,
+    ) -> Tensor:
+        """Check tokens ``[B, N, D]`` and ``padding_mask`` ``[B, N]``, return logits ``[B, C]``."""
+        self.check_tokens(tokens)
+        return self._logits(tokens, cls, valid_mask(tokens, padding_mask), grid)
+
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
+    ) -> Tensor:
+        """The head's logits from checked tokens and a bool ``mask`` (or None)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _logits.")
 
     def reset_parameters(self) -> None:
         """Re-initialise every parameter (submodules' own init, then ``_reset_own``)."""

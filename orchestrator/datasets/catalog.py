@@ -46,42 +46,40 @@ def _register(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
-_register(
-    DatasetSpec(
-        name="synth_events",
-        task="multilabel",
-        classes=EVENT_CLASSES,
-        metric="map",
-        clip_seconds=float(SYNTH_DEFAULTS["clip_seconds"]),
-        sample_rate=int(SYNTH_DEFAULTS["sample_rate"]),
-        splits=SPLITS,
-        version="synth-1",
-        source="generated",
-        description="Generated: 0-4 short localized events (10 kinds) per clip over pink noise.",
-        fmt="synth",
-        valid_carving="generated",
-        options=tuple(sorted(SYNTH_DEFAULTS.items())),
-        synthetic=True,
+for _name, _task, _metric, _options, _desc in (
+    (
+        "synth_events",
+        "multilabel",
+        "map",
+        SYNTH_DEFAULTS,
+        "Generated: 0-4 short localized events (10 kinds) per clip over pink noise.",
+    ),
+    (
+        "synth_control",
+        "multiclass",
+        "accuracy",
+        {**SYNTH_DEFAULTS, "max_events": 1},
+        "Generated multi-class control: exactly one localized event per clip.",
+    ),
+):
+    _register(
+        DatasetSpec(
+            name=_name,
+            task=_task,
+            classes=EVENT_CLASSES,
+            metric=_metric,
+            clip_seconds=float(SYNTH_DEFAULTS["clip_seconds"]),
+            sample_rate=int(SYNTH_DEFAULTS["sample_rate"]),
+            splits=SPLITS,
+            version="synth-1",
+            source="generated",
+            description=_desc,
+            fmt="synth",
+            valid_carving="generated",
+            options=tuple(sorted(_options.items())),
+            synthetic=True,
+        )
     )
-)
-_register(
-    DatasetSpec(
-        name="synth_control",
-        task="multiclass",
-        classes=EVENT_CLASSES,
-        metric="accuracy",
-        clip_seconds=float(SYNTH_DEFAULTS["clip_seconds"]),
-        sample_rate=int(SYNTH_DEFAULTS["sample_rate"]),
-        splits=SPLITS,
-        version="synth-1",
-        source="generated",
-        description="Generated multi-class control: exactly one localized event per clip.",
-        fmt="synth",
-        valid_carving="generated",
-        options=tuple(sorted({**SYNTH_DEFAULTS, "max_events": 1}.items())),
-        synthetic=True,
-    )
-)
 _register(
     DatasetSpec(
         name="as20k",

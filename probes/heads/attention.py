@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from probes.pooling import ProbeHead, masked_mean, masked_softmax, valid_mask
+from probes.pooling import ProbeHead, masked_mean, masked_softmax
 
 
 class MHCAProbe(ProbeHead):
@@ -54,15 +54,9 @@ class MHCAProbe(ProbeHead):
     def _reset_own(self) -> None:
         nn.init.normal_(self.query, std=0.02)
 
-    def forward(
-        self,
-        tokens: Tensor,
-        cls: Tensor | None = None,
-        padding_mask: Tensor | None = None,
-        grid: tuple[int, int] | None = None,
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
     ) -> Tensor:
-        self.check_tokens(tokens)
-        mask = valid_mask(tokens, padding_mask)
         b, n, d = tokens.shape
         h, hd = self.num_heads, d // self.num_heads
         keys = self.key(tokens).view(b, n, h, hd)
@@ -98,15 +92,9 @@ class EPProbe(ProbeHead):
     def _reset_own(self) -> None:
         nn.init.normal_(self.queries, std=0.02)
 
-    def forward(
-        self,
-        tokens: Tensor,
-        cls: Tensor | None = None,
-        padding_mask: Tensor | None = None,
-        grid: tuple[int, int] | None = None,
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
     ) -> Tensor:
-        self.check_tokens(tokens)
-        mask = valid_mask(tokens, padding_mask)
         scores = torch.einsum("bnd,qd->bqn", tokens, self.queries) / math.sqrt(self.embed_dim)
         weights = masked_softmax(scores, mask)  # [B, Q, N]
         # sum_n a_qn (x_n W_q) == (sum_n a_qn x_n) W_q: pool first, then apply query q's chunk
@@ -127,15 +115,9 @@ class SimPoolProbe(ProbeHead):
         self.head = nn.Linear(embed_dim, num_classes)
         self.reset_parameters()
 
-    def forward(
-        self,
-        tokens: Tensor,
-        cls: Tensor | None = None,
-        padding_mask: Tensor | None = None,
-        grid: tuple[int, int] | None = None,
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
     ) -> Tensor:
-        self.check_tokens(tokens)
-        mask = valid_mask(tokens, padding_mask)
         normed = self.norm(tokens)
         query = masked_mean(normed, mask)  # [B, D]
         scores = torch.einsum("bnd,bd->bn", normed, query) / math.sqrt(self.embed_dim)
@@ -163,15 +145,9 @@ class ABMILPProbe(ProbeHead):
         self.head = nn.Linear(embed_dim, num_classes)
         self.reset_parameters()
 
-    def forward(
-        self,
-        tokens: Tensor,
-        cls: Tensor | None = None,
-        padding_mask: Tensor | None = None,
-        grid: tuple[int, int] | None = None,
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
     ) -> Tensor:
-        self.check_tokens(tokens)
-        mask = valid_mask(tokens, padding_mask)
         hidden = torch.tanh(self.attn_v(tokens))
         if self.attn_u is not None:
             hidden = hidden * torch.sigmoid(self.attn_u(tokens))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from probes.pooling import ProbeHead, masked_max, masked_mean, valid_mask, zero_padding
+from probes.pooling import ProbeHead, masked_max, masked_mean, zero_padding
 
 
 class ConvProbe(ProbeHead):
@@ -52,15 +52,9 @@ class ConvProbe(ProbeHead):
         self.head = nn.Linear(hidden_dim, num_classes)
         self.reset_parameters()
 
-    def forward(
-        self,
-        tokens: Tensor,
-        cls: Tensor | None = None,
-        padding_mask: Tensor | None = None,
-        grid: tuple[int, int] | None = None,
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
     ) -> Tensor:
-        self.check_tokens(tokens)
-        mask = valid_mask(tokens, padding_mask)
         b, n, d = tokens.shape
         t, f = tuple(grid) if grid is not None else (n, 1)
         if t * f != n:
@@ -85,15 +79,9 @@ class LinPreProbe(ProbeHead):
         self.head = nn.Linear(embed_dim, num_classes)
         self.reset_parameters()
 
-    def forward(
-        self,
-        tokens: Tensor,
-        cls: Tensor | None = None,
-        padding_mask: Tensor | None = None,
-        grid: tuple[int, int] | None = None,
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
     ) -> Tensor:
-        self.check_tokens(tokens)
-        mask = valid_mask(tokens, padding_mask)
         logits = self.head(tokens)  # [B, N, C]
         if self.pool == "max":
             return masked_max(logits, mask)

@@ -94,14 +94,10 @@ class ProtoBinProbe(ProbeHead):
             values = values.masked_fill(mask.all(dim=1, keepdim=True), 0.0)
         return values
 
-    def forward(
-        self,
-        tokens: Tensor,
-        cls: Tensor | None = None,
-        padding_mask: Tensor | None = None,
-        grid: tuple[int, int] | None = None,
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
     ) -> Tensor:
-        return self.head(self.dropout(self.scores(tokens, padding_mask)))
+        return self.head(self.dropout(self.scores(tokens, mask)))
 
 
 class ProtoProbe(ProbeHead):
@@ -154,14 +150,10 @@ class ProtoProbe(ProbeHead):
         real = top > neg / 2  # padding fills the top-k only where a clip has < k real tokens
         return (top.relu() * real).sum(dim=1) / real.sum(dim=1).clamp_min(1)
 
-    def forward(
-        self,
-        tokens: Tensor,
-        cls: Tensor | None = None,
-        padding_mask: Tensor | None = None,
-        grid: tuple[int, int] | None = None,
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
     ) -> Tensor:
-        s = self.dropout(self.scores(tokens, padding_mask))
+        s = self.dropout(self.scores(tokens, mask))
         s = s.view(-1, self.num_classes, self.prototypes_per_class)
         return (s * self.class_weight).sum(dim=-1) + self.class_bias
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from probes.pooling import ProbeHead, masked_max, pooled_vector, valid_mask
+from probes.pooling import ProbeHead, masked_max, pooled_vector
 
 _SOURCES = ("auto", "cls", "mean", "max")
 
@@ -37,15 +37,9 @@ class LinearProbe(ProbeHead):
         self.head = nn.Linear(embed_dim, num_classes)
         self.reset_parameters()
 
-    def forward(
-        self,
-        tokens: Tensor,
-        cls: Tensor | None = None,
-        padding_mask: Tensor | None = None,
-        grid: tuple[int, int] | None = None,
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
     ) -> Tensor:
-        self.check_tokens(tokens)
-        mask = valid_mask(tokens, padding_mask)
         return self.head(pooled_vector(tokens, cls, mask, self.pool))
 
 
@@ -76,15 +70,9 @@ class MLPProbe(ProbeHead):
         self.mlp = nn.Sequential(*layers)
         self.reset_parameters()
 
-    def forward(
-        self,
-        tokens: Tensor,
-        cls: Tensor | None = None,
-        padding_mask: Tensor | None = None,
-        grid: tuple[int, int] | None = None,
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
     ) -> Tensor:
-        self.check_tokens(tokens)
-        mask = valid_mask(tokens, padding_mask)
         return self.mlp(pooled_vector(tokens, cls, mask, self.pool))
 
 
@@ -110,15 +98,9 @@ class LinearCProbe(ProbeHead):
         self.head = nn.Linear(embed_dim * len(parts), num_classes)
         self.reset_parameters()
 
-    def forward(
-        self,
-        tokens: Tensor,
-        cls: Tensor | None = None,
-        padding_mask: Tensor | None = None,
-        grid: tuple[int, int] | None = None,
+    def _logits(
+        self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None
     ) -> Tensor:
-        self.check_tokens(tokens)
-        mask = valid_mask(tokens, padding_mask)
         vectors = []
         for part in self.parts:
             if part == "cls" and cls is None:
