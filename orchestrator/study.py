@@ -279,7 +279,12 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
             f"no top-{len(configs)} configuration finished all {len(cfg.seeds)} seeds "
             f"({failed} final trials failed; MLflow run {parent}); re-run to retry them",
         )
-    best = configs[int(rows["config_index"][0])]
+    chosen = int(rows["config_index"][0])
+    for row in final.iter_rows(named=True):  # the report reads only the selected final runs
+        run_id = tracker.find_run(trial_id=row["trial_id"], study_id=study.study_id)
+        if run_id:
+            tracker.log(run_id, tags={"selected": str(row["config_index"] == chosen).lower()})
+    best = configs[chosen]
     tracker.log(
         parent,
         params={f"best.{k}": v for k, v in best.items()},

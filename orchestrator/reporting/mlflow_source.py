@@ -65,6 +65,8 @@ def load_mlflow(
             break
     rows, unscored, incomplete = [], [], []
     for run in runs:
+        if run.data.tags.get("selected") == "false":
+            continue  # a top-k configuration the sweep did not select (its seeds ran too)
         if run.info.status in BAD_STATUS or METRIC not in run.data.metrics:
             unscored.append({c: _field(run, c) for c in ("backbone", "dataset", "probe")})
             continue

@@ -35,9 +35,13 @@ def store(tmp_path_factory) -> str:
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment(EXPERIMENT)
 
-    def log(row: dict, stage: str = "final", score: float | None = None, start: int = 0) -> None:
+    def log(
+        row: dict, stage: str = "final", score: float | None = None, start: int = 0, **extra: str
+    ) -> None:
         tags = {k: str(row[k]) for k in ("backbone", "dataset", "probe", "seed", "dataset_version")}
-        run = client.create_run(exp, start_time=1000 + start, tags={**tags, "stage": stage})
+        run = client.create_run(
+            exp, start_time=1000 + start, tags={**tags, "stage": stage, **extra}
+        )
         if score is not None:
             client.log_metric(run.info.run_id, "test_score", score)
         client.set_terminated(run.info.run_id)
@@ -48,6 +52,8 @@ def store(tmp_path_factory) -> str:
     log(rows[0], stage="search", score=0.99)  # a search trial: not a result
     log(rows[1], score=0.01, start=0)  # an older duplicate of a resumed seed: superseded
     log({**rows[0], "probe": "ep"})  # final run without test_score: a missing cell
+    # a newer final run of a top-k configuration the sweep did not select: never a result
+    log(rows[2], score=0.99, start=5, selected="false")
     return uri
 
 

@@ -34,9 +34,22 @@ SMALL = [
 
 
 def _cmd(out: Path, store: Path, data: Path) -> tuple[list[str], dict[str, str]]:
-    env = {**os.environ, "UNMUTE_STORE": str(store), "UNMUTE_DATA": str(data),
-           "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    return [sys.executable, "-m", "orchestrator.sweep", "quickstart", *SMALL, "--out", str(out)], env
+    env = {
+        **os.environ,
+        "UNMUTE_STORE": str(store),
+        "UNMUTE_DATA": str(data),
+        "RAY_AUTH_MODE": "disabled",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return [
+        sys.executable,
+        "-m",
+        "orchestrator.sweep",
+        "quickstart",
+        *SMALL,
+        "--out",
+        str(out),
+    ], env
 
 
 def _mlflow_runs(out: Path) -> pl.DataFrame:
@@ -45,13 +58,22 @@ def _mlflow_runs(out: Path) -> pl.DataFrame:
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     exp = client.get_experiment_by_name("quickstart")
     runs = client.search_runs([exp.experiment_id], max_results=5000)
-    return pl.DataFrame([
-        {"run_id": r.info.run_id, "status": r.info.status, "kind": r.data.tags.get("kind"),
-         "stage": r.data.tags.get("stage"), "study_id": r.data.tags.get("study_id"),
-         "trial_id": r.data.tags.get("trial_id"), "parent": r.data.tags.get("mlflow.parentRunId"),
-         "test_score": r.data.metrics.get("test_score")}
-        for r in runs
-    ])
+    return pl.DataFrame(
+        [
+            {
+                "run_id": r.info.run_id,
+                "status": r.info.status,
+                "kind": r.data.tags.get("kind"),
+                "stage": r.data.tags.get("stage"),
+                "study_id": r.data.tags.get("study_id"),
+                "trial_id": r.data.tags.get("trial_id"),
+                "selected": r.data.tags.get("selected"),
+                "parent": r.data.tags.get("mlflow.parentRunId"),
+                "test_score": r.data.metrics.get("test_score"),
+            }
+            for r in runs
+        ]
+    )
 
 
 def test_sweep_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
@@ -59,8 +81,14 @@ def test_sweep_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
     cmd, env = _cmd(out, store, data)
 
     # 1) start, kill the whole process tree once the first study has finished
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
     deadline = time.monotonic() + 420
     while time.monotonic() < deadline and proc.poll() is None:
         if list(out.glob("studies/*/final.parquet")):
@@ -117,4 +145,5 @@ def test_sweep_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
     assert per_study.filter(pl.col("stage") == "final")["len"].to_list() == [2] * 4
     finals = trials.filter(pl.col("stage") == "final")
     assert finals["test_score"].is_not_null().all()
+    assert set(finals["selected"]) == {"true"}  # top_k = 1: every final run is the selection
     assert runs.filter(pl.col("kind") == "sweep").height == 1
