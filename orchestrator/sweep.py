@@ -60,6 +60,23 @@ def list_registered() -> str:
     return "\n".join(lines)
 
 
+def _warn_local_paths(cfg) -> None:
+    """On a cluster, workers on other nodes cannot see the driver's local folders."""
+    local = {
+        "UNMUTE_STORE (store_url)": cfg.store_url,
+        "UNMUTE_DATA (data_root)": cfg.data_root,
+    }
+    for name, location in local.items():
+        if "://" not in location:
+            log.warning(
+                "connected to a Ray cluster but %s is the local path %s: trials and extraction "
+                "on other nodes cannot read it; set %s to s3://... (or a shared filesystem)",
+                name.split()[1],
+                location,
+                name.split()[0],
+            )
+
+
 def _init_ray(address: str) -> bool:
     """Connect to ``address`` or start a local Ray; return True if we started it."""
     import ray
@@ -101,6 +118,8 @@ def run(cfg, resume: bool = False) -> int:
         )
     started_at = time.monotonic()
     started_ray = _init_ray(cfg.ray.address)
+    if cfg.ray.address:
+        _warn_local_paths(cfg)
     failed: list[str] = []
     try:
         artifacts = None
