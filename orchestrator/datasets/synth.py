@@ -48,11 +48,15 @@ DEFAULTS = {
     "clip_seconds": 10.0,
     "sample_rate": 16000,
     "max_events": 4,
+    "min_event_seconds": 0.15,
+    "max_event_seconds": 0.6,
 }
 
 
-def _event(kind: int, rng: np.random.Generator, sr: int) -> np.ndarray:
-    dur = rng.uniform(0.15, 0.6)
+def _event(
+    kind: int, rng: np.random.Generator, sr: int, shortest: float = 0.15, longest: float = 0.6
+) -> np.ndarray:
+    dur = rng.uniform(shortest, longest)
     n = int(dur * sr)
     t = np.arange(n) / sr
     nyq = sr / 2
@@ -121,7 +125,9 @@ def make_clip(
         k = 1
     kinds = rng.integers(0, len(EVENT_CLASSES), size=k)
     for kind in kinds:
-        ev = _event(int(kind), rng, sr)[:n]
+        ev = _event(
+            int(kind), rng, sr, float(opts["min_event_seconds"]), float(opts["max_event_seconds"])
+        )[:n]
         at = int(rng.integers(0, n - ev.size + 1))
         x[at : at + ev.size] += ev * rng.uniform(0.15, 0.5)
     x = x / max(1.0, float(np.max(np.abs(x))) / 0.95)
@@ -137,11 +143,11 @@ def ensure_generated(spec: DatasetSpec, data_root: str | os.PathLike) -> Path:
     """
     root = Path(data_root)
     final = root / spec.folder_name
-    if (final / "metadata.csv").exists():
+    if (final / "metadata.csv").exists() and _generated_version(final) == spec.version:
         return final
     root.mkdir(parents=True, exist_ok=True)
     with file_lock(root / f".{spec.folder_name}.lock"):
-        if (final / "metadata.csv").exists():
+        if (final / "metadata.csv").exists() and _generated_version(final) == spec.version:
             return final
         tmp = root / f".{spec.folder_name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -151,6 +157,14 @@ def ensure_generated(spec: DatasetSpec, data_root: str | os.PathLike) -> Path:
         os.replace(tmp, final)
     log.info("generated %s under %s", spec.name, final)
     return final
+
+
+def _generated_version(folder: Path) -> str | None:
+    """The version a generated folder was made for (an older generator's folder is redone)."""
+    try:
+        return json.loads((folder / "dataset.json").read_text()).get("version")
+    except (OSError, ValueError):
+        return None
 
 
 def _generate(spec: DatasetSpec, out: Path) -> None:
