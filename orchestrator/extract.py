@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.datasets import DatasetSpec, Example, open_split
+from orchestrator.datasets import DatasetError, DatasetSpec, Example, open_split
 from orchestrator.datasets.audio import AudioError, fit_length, resample
 from orchestrator.datasets.lock import file_lock
 from orchestrator.store import EmbeddingStore, StoreKey
@@ -44,7 +44,7 @@ class ExtractReport:
     seconds: float
 
 
-def store_key(backbone: Any, spec: DatasetSpec, split: str) -> StoreKey:
+def store_key(backbone: Any, spec: DatasetSpec, split: str, layer: int = -1) -> StoreKey:
     """The content key of ``backbone`` x ``spec``/``split`` (no work done)."""
     return StoreKey(
         encoder=str(backbone.spec.name),
@@ -53,6 +53,7 @@ def store_key(backbone: Any, spec: DatasetSpec, split: str) -> StoreKey:
         dataset=spec.name,
         dataset_version=spec.version,
         split=split,
+        layer=layer,
     )
 
 
@@ -92,7 +93,7 @@ def extract_split_report(
 ) -> ExtractReport:
     """:func:`extract_split`, returning what was computed, reused and skipped."""
     t0 = time.perf_counter()
-    key = store_key(backbone, spec, split)
+    key = store_key(backbone, spec, split, layer)
     # One extraction per key and node: a second process waits, then finds the entry complete.
     with file_lock(store.cache_dir / "locks" / f"extract-{key.digest}.lock"):
         manifest = store.manifest(key)
@@ -108,6 +109,11 @@ def extract_split_report(
                 time.perf_counter() - t0,
             )
         data = open_split(spec, split, data_root)
+        if len(data) == 0:
+            raise DatasetError(
+                f"{spec.name}/{split}: the split holds no clips (source {spec.source}); check "
+                f"`python -m orchestrator.data {spec.name} --check`."
+            )
         writer = store.writer(key)
         n_shards = max(1, math.ceil(len(data) / shard_size))
         layout = _layout(data, shard_size)

@@ -55,6 +55,7 @@ class StoreKey:
     dataset: str
     dataset_version: str
     split: str
+    layer: int = -1  # the encoder layer the tokens come from (-1: the last)
 
     @property
     def digest(self) -> str:

@@ -111,6 +111,12 @@ def read_records(spec: DatasetSpec, root: str) -> tuple[dict[str, list[Record]],
 def resolve_splits(spec: DatasetSpec, by_split: dict[str, list[Record]]) -> dict[str, list[Record]]:
     """Carve ``valid`` from ``train`` where the source has none; apply ``max_clips``."""
     out = dict(by_split)
+    unknown = sorted(set(out) - set(spec.all_splits))
+    if unknown:
+        raise DatasetError(
+            f"{spec.name}: split(s) {unknown} are not among {list(spec.all_splits)}; rename them "
+            "in the metadata table (validation/val/dev -> valid, eval -> test are understood)."
+        )
     seed = int(spec.opts.get("seed", 0))
     if "valid" not in out and "train" in out:
         out["train"], out["valid"] = carve(out["train"], VALID_FRACTION, seed)

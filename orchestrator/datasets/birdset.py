@@ -169,7 +169,8 @@ def read(spec: DatasetSpec, root: str) -> tuple[dict[str, list[Record]], tuple[s
     valid_recs: list[Record] = []
     for c in sorted(by_class):
         ranked = sorted(by_class[c], key=lambda r: _rank(seed, r.id))
-        k_valid = min(valid_shots, len(ranked) // 5)
+        # every class with two or more recordings keeps one for validation (rare classes too)
+        k_valid = min(valid_shots, max(1, len(ranked) // 5)) if len(ranked) >= 2 else 0
         valid_recs += ranked[:k_valid]
         train_recs += ranked[k_valid : k_valid + shots]
     test_recs = []

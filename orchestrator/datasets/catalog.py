@@ -116,12 +116,15 @@ _register(
         num_classes=200,
         classes_url="https://zenodo.org/records/4060432/files/FSD50K.ground_truth.zip",
         metric="map",
-        clip_seconds=10.0,
+        clip_seconds=30.0,  # whole clips: labels are per clip; the encoder chunks 10.24 s windows
         sample_rate=44100,
         splits=SPLITS,
         version="fsd50k-1.0",
         source="https://zenodo.org/records/4060432",
-        description="FSD50K dev (train/val, official) and eval; 0.3-30 s clips, first 10 s used.",
+        description=(
+            "FSD50K dev (train/val, official) and eval; 0.3-30 s clips, padded to 30 s "
+            "(3 encoder windows, 192 x 8 tokens, padding masked)."
+        ),
         fmt="fsd50k",
         native_splits=(("valid", "val"), ("test", "eval")),
         license="CC BY 4.0 (per-clip CC licences)",

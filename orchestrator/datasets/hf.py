@@ -62,9 +62,19 @@ def available_splits(root: str, config: str | None = None) -> list[str]:
     for f in fs.find(base) if fs.isdir(base) else []:
         if f.endswith(TABLE_EXT):
             parts = f.split("/")
-            m = re.match(r"(.+?)-\d{5}-of-\d{5}\.parquet$", parts[-1])
+            # push_to_hub names: train-00000-of-00001.parquet, older ones with a -<hash> suffix
+            m = re.match(r"(.+?)-\d{5}-of-\d{5}(?:-[0-9a-f]+)?\.parquet$", parts[-1])
             names.add(m.group(1) if m else parts[-2])
     return sorted(names)
+
+
+def _is_multi_hot(items: list | tuple, n_classes: int) -> bool:
+    """A label value that is a 0/1 vector with one entry per class (not class indices)."""
+    return (
+        n_classes > 1
+        and len(items) == n_classes
+        and all(isinstance(v, (int, float, bool)) and v in (0, 1) for v in items)
+    )
 
 
 def hf_features(schema: Any) -> dict[str, Any]:
@@ -210,6 +220,8 @@ def rows_to_records(
     for n, row in enumerate(rows):
         value = row[col]
         items = value if isinstance(value, (list, tuple)) else ([] if value is None else [value])
+        if _is_multi_hot(items, len(classes)) and names is None:
+            items = [i for i, v in enumerate(items) if v]  # a 0/1 vector over the classes
         labels = set()
         for item in items:
             name = names[item] if names is not None and isinstance(item, int) else item
@@ -221,6 +233,16 @@ def rows_to_records(
                     )
                 labels.add(index[name])
             else:
+                if isinstance(name, float) and not float(name).is_integer():
+                    raise DatasetError(
+                        f"{url} row {n}: label {name!r} is neither a class index nor a 0/1 "
+                        f"vector over the {len(classes)} classes of {spec.name!r}."
+                    )
+                if not 0 <= int(name) < len(classes):
+                    raise DatasetError(
+                        f"{url} row {n}: class index {int(name)} outside 0..{len(classes) - 1} "
+                        f"({spec.name!r} has {len(classes)} classes)."
+                    )
                 labels.add(int(name))
         rid = str(row[id_col]).split("/")[-1] if id_col else f"{url.split('/')[-1]}:{n}"
         out.append(

@@ -34,6 +34,13 @@ COLUMNS = ("id", "split", "path", "labels")
 LABEL_SEP = ";"
 
 
+# Names a metadata table may use for the canonical splits.
+SPLIT_ALIASES = {
+    "validation": "valid", "val": "valid", "dev": "valid",
+    "eval": "test", "evaluation": "test", "testing": "test", "training": "train",
+}  # fmt: skip
+
+
 def join(root: str, rel: str) -> str:
     return rel if "://" in rel or rel.startswith("/") else f"{root.rstrip('/')}/{rel}"
 
@@ -136,7 +143,8 @@ def read_local(spec: DatasetSpec, root: str) -> tuple[dict[str, list[Record]], t
     by_split: dict[str, list[Record]] = {}
     for n, row in enumerate(rows):
         where = f"{meta} row {n + 2}"
-        by_split.setdefault(str(row["split"]), []).append(
+        split = str(row["split"]).strip()
+        by_split.setdefault(SPLIT_ALIASES.get(split.lower(), split), []).append(
             Record(
                 id=str(row["id"]),
                 labels=parse_labels(row["labels"], index, where),

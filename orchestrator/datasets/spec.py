@@ -19,6 +19,7 @@ METRICS = {"multilabel": "map", "multiclass": "accuracy"}
 REQUIRED_SPLITS = ("train", "valid", "test")
 # Options every dataset accepts: cap the clips per split (CI), and the carving seed.
 GENERIC_OPTIONS = ("max_clips", "seed")
+GENERIC_DEFAULTS = {"max_clips": None, "seed": 0}
 
 
 class DatasetError(ValueError):
@@ -68,6 +69,7 @@ class DatasetSpec:
     options: tuple[tuple[str, Any], ...] = ()
     synthetic: bool = False
     base_version: str = field(default="", compare=False)
+    base_source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -96,6 +98,8 @@ class DatasetSpec:
             object.__setattr__(self, "num_classes", len(self.classes))
         if not self.base_version:
             object.__setattr__(self, "base_version", self.version)
+        if not self.base_source:
+            object.__setattr__(self, "base_source", self.source)
 
     @property
     def opts(self) -> dict[str, Any]:
@@ -107,8 +111,17 @@ class DatasetSpec:
 
     @property
     def folder_name(self) -> str:
-        """Folder under ``data_root``: the name, plus a hash when options change the content."""
-        return self.name if self.version == self.base_version else f"{self.name}-{self.version}"
+        """Folder under ``data_root``.
+
+        Generated data depends on its options: the name plus the version hash when they change.
+        Staged real data depends only on where it came from: read-time options (shots, mixup,
+        seeds) change the version, hence the store key, but never the staged folder.
+        """
+        if self.synthetic:
+            return self.name if self.version == self.base_version else f"{self.name}-{self.version}"
+        if self.source == self.base_source:
+            return self.name
+        return f"{self.name}-{hashlib.sha256(self.source.encode()).hexdigest()[:8]}"
 
     def native_split(self, split: str) -> str:
         """The source's own name for ``split`` (e.g. BirdSet's ``test_5s`` for ``test``)."""
@@ -124,7 +137,8 @@ class DatasetSpec:
                 f"dataset {self.name!r}: unknown option(s) {unknown}. Valid options: "
                 f"{sorted(set(self.opts) | set(GENERIC_OPTIONS))}."
             )
-        changed = {k: v for k, v in merged.items() if self.opts.get(k, None) != v}
+        defaults = {**GENERIC_DEFAULTS, **self.opts}
+        changed = {k: v for k, v in merged.items() if defaults.get(k, None) != v}
         if new_source != self.source:
             changed["source"] = new_source
         version = self.base_version
@@ -137,6 +151,7 @@ class DatasetSpec:
             options=tuple(sorted(merged.items())),
             version=version,
             base_version=self.base_version,
+            base_source=self.base_source,
         )
 
     def class_index(self, classes: tuple[str, ...] | None = None) -> dict[str, int]:

@@ -225,11 +225,13 @@ def test_birdset_hf_parquet_layout_and_mixup_variants(tmp_path: Path) -> None:
         write_hf_parquet(tmp_path / "bs" / "HSN" / split / "0000.parquet", rows, features)
     spec = get_dataset("hsn", source=str(tmp_path / "bs"))
     tr = open_split(spec, "train", tmp_path)
-    assert len(tr) == 9 and len(open_split(spec, "test", tmp_path)) == 4
+    # 3 recordings per class: one of each goes to validation, so no split is empty
+    assert len(tr) == 6 and len(open_split(spec, "valid", tmp_path)) == 3
+    assert len(open_split(spec, "test", tmp_path)) == 4
     mixes = [open_split(spec, f"train_mix{k}", tmp_path) for k in range(5)]
     mixed = [m[i] for m in mixes for i in range(len(m))]
     n_mixed = sum("+" in e.id for e in mixed)
-    assert 30 <= n_mixed <= 45  # p = 0.9 of 45
+    assert 20 <= n_mixed <= 30  # p = 0.9 of 5 variants x 6 training clips
     plain = {e.id: e for e in (tr[i] for i in range(len(tr)))}
     for e in mixed:
         base = plain[e.id.split("+")[0]]
@@ -370,3 +372,74 @@ def test_hf_save_to_disk_arrow_layout(tmp_path: Path) -> None:
     assert (len(train), len(open_split(spec, "valid", tmp_path))) == (4, 1)
     assert [train[k].labels for k in range(4)] == [(0,), (1,), (2,), (3,)]
     assert train.classes == URBAN_CLASSES and train[3].waveform.shape == (3200,)
+
+
+def test_hf_multi_hot_label_vectors_are_read_as_classes():
+    """A 0/1 vector over the classes is a set of classes, not the class indices 0 and 1."""
+    from orchestrator.datasets import get_dataset
+    from orchestrator.datasets.api import DatasetError
+    from orchestrator.datasets.hf import rows_to_records
+
+    spec = get_dataset("desed")
+    classes = spec.classes
+    hot = [0] * len(classes)
+    hot[2] = hot[8] = 1
+    rows = [{"audio": None, "labels": hot}, {"audio": None, "labels": [float(v) for v in hot]}]
+    records = rows_to_records(spec, "mem://x.parquet", rows, "audio", classes)
+    assert [r.labels for r in records] == [(2, 8), (2, 8)]
+    with pytest.raises(DatasetError, match="outside 0..9"):
+        rows_to_records(
+            spec, "mem://x.parquet", [{"audio": None, "labels": [12]}], "audio", classes
+        )
+
+
+def test_hub_shard_names_with_a_hash_suffix_name_their_split(tmp_path):
+    from orchestrator.datasets.hf import available_splits
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train-00000-of-00001-7a15cd430fcb54f1.parquet").write_bytes(b"")
+    (tmp_path / "data" / "test-00000-of-00001.parquet").write_bytes(b"")
+    assert available_splits(str(tmp_path)) == ["test", "train"]
+
+
+def _local_folder(root, splits):
+    import numpy as np
+    import soundfile as sf
+
+    from orchestrator.datasets.local import write_metadata
+    from orchestrator.datasets.synth import EVENT_CLASSES
+
+    (root / "audio").mkdir(parents=True)
+    rows = []
+    for split, n in splits.items():
+        for i in range(n):
+            rel = f"audio/{split}-{i}.wav"
+            sf.write(root / rel, np.zeros(1600, dtype=np.float32), 16000)
+            rows.append({"id": f"{split}-{i}", "split": split, "path": rel, "labels": ["tone"]})
+    write_metadata(str(root), rows, EVENT_CLASSES)
+
+
+def test_a_local_validation_split_is_used_not_replaced_by_a_carved_one(tmp_path):
+    _local_folder(tmp_path / "mine", {"train": 6, "validation": 3, "eval": 2})
+    spec = get_dataset("synth_events", source=str(tmp_path / "mine"))
+    assert [len(open_split(spec, s, str(tmp_path))) for s in ("train", "valid", "test")] == [
+        6,
+        3,
+        2,
+    ]
+
+
+def test_an_unknown_local_split_is_refused(tmp_path):
+    _local_folder(tmp_path / "mine", {"train": 2, "holdout": 1})
+    spec = get_dataset("synth_events", source=str(tmp_path / "mine"))
+    with pytest.raises(DatasetError, match=r"\['holdout'\]"):
+        open_split(spec, "train", str(tmp_path))
+
+
+def test_read_time_options_change_the_version_not_the_staged_folder():
+    base = get_dataset("hsn")
+    tuned = get_dataset("hsn", shots=16)
+    assert tuned.version != base.version  # a different store key ...
+    assert tuned.folder_name == base.folder_name == "hsn"  # ... the same staged copy
+    assert get_dataset("hsn", seed=0).version == base.version  # a default is no change
+    assert get_dataset("hsn", source="s3://bucket/hsn").folder_name != "hsn"

@@ -244,3 +244,24 @@ def test_shards_cut_differently_by_an_earlier_run_are_not_reused(
     )
     assert report.reused_shards == 0 and report.computed_shards == 3
     np.testing.assert_array_equal(np.asarray(store.load(report.key).tokens), want)
+
+
+def test_tokens_of_another_layer_are_another_entry(tmp_path):
+    """Asking for layer 0 never returns the cached last-layer tokens."""
+    from backbones import create_backbone
+
+    from orchestrator.datasets import get_dataset
+    from orchestrator.extract import extract_split
+    from orchestrator.store import EmbeddingStore
+
+    spec = get_dataset("synth_events", train_clips=2, valid_clips=1, test_clips=1, clip_seconds=1.0)
+    backbone = create_backbone("eat", checkpoint="random", size="tiny")
+    store = EmbeddingStore(str(tmp_path / "store"))
+    last = extract_split(backbone, spec, "test", store, str(tmp_path / "data"), progress=False)
+    first = extract_split(
+        backbone, spec, "test", store, str(tmp_path / "data"), progress=False, layer=0
+    )
+    assert last != first and (last.layer, first.layer) == (-1, 0)
+    a = np.asarray(store.load(last).tokens, dtype=np.float32)
+    b = np.asarray(store.load(first).tokens, dtype=np.float32)
+    assert not np.allclose(a, b)
