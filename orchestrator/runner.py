@@ -131,6 +131,18 @@ def run_studies(
         folder = cfg.out_dir / "studies" / study.study_id
         if not outcome.trials.is_empty():
             _atomic_parquet(outcome.trials, folder / "trials.parquet")
+            errors = outcome.trials.filter(pl.col("status") == "error")
+            if not errors.is_empty():  # worker logs are not forwarded: say it here
+                log.warning(
+                    "study %s: %d of %d trials failed, e.g. %s (all errors: %s, and MLflow)",
+                    study.study_id,
+                    errors.height,
+                    outcome.trials.height,
+                    errors["error"][0].strip().splitlines()[-1][:300]
+                    if errors["error"][0]
+                    else "?",
+                    folder / "trials.parquet",
+                )
         if outcome.error:
             log.error("study %s failed: %s", study.study_id, outcome.error)
         else:
