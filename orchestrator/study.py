@@ -210,7 +210,10 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
         "metric": extracted.metric,
         **provenance_tags(),
     }
-    parent = tracker.ensure_run(study.study_id, tags, kind="study", study_id=study.study_id)
+    # keyed by the output folder too: two folders logging to one MLflow server stay apart
+    parent = tracker.ensure_run(
+        study.study_id, tags, kind="study", study_id=study.study_id, out_dir=str(cfg.out_dir)
+    )
     base = {
         "study_id": study.study_id,
         "probe": study.probe.name,

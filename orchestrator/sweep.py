@@ -157,6 +157,7 @@ def run(cfg, resume: bool = False) -> int:
             f"{cfg.name}-report",
             {**provenance_tags(), "overrides": " ".join(cfg.overrides)},
             kind="sweep",
+            out_dir=str(cfg.out_dir),
             sweep=cfg.name,
         )
         tracker.log(
