@@ -117,8 +117,9 @@ def make_plan(cfg: SweepConfig) -> Plan:
         for ds in cfg.datasets
         for split in SPLITS
     )
+    settings = {probe.name: settings_fingerprint(cfg, probe) for probe in cfg.probes}
     studies = tuple(
-        Study(enc, ds, probe, settings_fingerprint(cfg, probe))
+        Study(enc, ds, probe, settings[probe.name])
         for enc in cfg.encoders
         for ds in cfg.datasets
         for probe in cfg.probes
