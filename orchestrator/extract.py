@@ -24,8 +24,8 @@ from orchestrator.datasets import DatasetError, DatasetSpec, Example, open_split
 from orchestrator.datasets.audio import AudioError, fit_length, resample
 from orchestrator.datasets.lock import file_lock
 from orchestrator.store import EmbeddingStore, StoreKey
-from orchestrator.store_io import ChecksumError
-from orchestrator.store_writer import ShardCorrupt
+from orchestrator.store.io import ChecksumError
+from orchestrator.store.writer import ShardCorrupt
 
 log = logging.getLogger(__name__)
 

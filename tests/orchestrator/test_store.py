@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from orchestrator.store import EmbeddingStore, StoreKey
-from orchestrator.store_io import ChecksumError
+from orchestrator.store.io import ChecksumError
 
 KEY = StoreKey("eat", "random-tiny-seed0", "fbank128-abc", "synth_events", "synth-1", "train")
 
@@ -93,7 +93,7 @@ def test_corrupt_file_is_detected_invalidated_and_never_used(tmp_path: Path) -> 
 
 
 def test_corrupt_shard_is_dropped_at_finalize(tmp_path: Path) -> None:
-    from orchestrator.store_writer import ShardCorrupt
+    from orchestrator.store.writer import ShardCorrupt
 
     store = EmbeddingStore(tmp_path / "store", cache_dir=tmp_path / "cache")
     _write(store, KEY, finalize=False)

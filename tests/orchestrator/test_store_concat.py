@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from orchestrator.store import EmbeddingStore, StoreKey
-from orchestrator.store_concat import ConcatRows
+from orchestrator.store.concat import ConcatRows
 
 KEY = StoreKey("eat", "random-tiny-seed0", "fe", "hsn", "birdset-hf-main", "train")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from orchestrator.store import EmbeddingStore, StoreKey
-from orchestrator.store_io import ChecksumError
+from orchestrator.store.io import ChecksumError
 
 pytestmark = pytest.mark.integration
 KEY = StoreKey("eat", "random-tiny-seed0", "fbank128-abc", "synth_events", "synth-1", "test")

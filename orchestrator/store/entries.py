@@ -35,8 +35,8 @@ import fsspec
 import numpy as np
 
 from orchestrator.datasets.lock import file_lock
-from orchestrator.store_io import ChecksumError, dumps, sha256_stream
-from orchestrator.store_writer import EntryWriter
+from orchestrator.store.io import ChecksumError, dumps, sha256_stream
+from orchestrator.store.writer import EntryWriter
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +211,10 @@ class EmbeddingStore:
     def load_many(self, keys: Sequence[StoreKey]) -> StoredSplit:
         """Several entries as one split (e.g. BirdSet ``train`` + ``train_mix0..4``).
 
-        Token maps stay memory-mapped behind :class:`~orchestrator.store_concat.ConcatRows`;
+        Token maps stay memory-mapped behind :class:`~orchestrator.store.concat.ConcatRows`;
         labels and ids (small) are concatenated. The grid and task must agree.
         """
-        from orchestrator.store_concat import concat
+        from orchestrator.store.concat import concat
 
         parts = [self.load(k) for k in keys]
         if len({p.grid for p in parts}) != 1 or len({p.task for p in parts}) != 1:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.store_io import (
+from orchestrator.store.io import (
     CHUNK,
     ChecksumError,
     dumps,
