@@ -154,3 +154,19 @@ def locations(cfg) -> Locations:
         tune=cfg.tune_storage,
         mlflow=cfg.tracking_uri,
     )
+
+
+def tune_filesystem(location: str):
+    """``(storage_path, storage_filesystem)`` for Ray Tune.
+
+    A URL goes through fsspec (s3fs), wrapped as a pyarrow filesystem: the same client, endpoint
+    (``AWS_ENDPOINT_URL``) and credentials as the store, and small files written with one PUT
+    (pyarrow's own S3 client completes even empty files as multipart uploads, which some S3
+    servers reject). A local path is returned as is, with no filesystem."""
+    if not is_url(location):
+        return location, None
+    import fsspec
+    import pyarrow.fs as pafs
+
+    fs, path = fsspec.core.url_to_fs(location)
+    return path.rstrip("/"), pafs.PyFileSystem(pafs.FSSpecHandler(fs))
