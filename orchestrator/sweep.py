@@ -95,7 +95,20 @@ def _init_ray(address: str) -> bool:
         ray.init(address=address, log_to_driver=False)
         return True
     # "local": never join a cluster that `ray start` left running on this machine
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+    for attempt in range(3):
+        try:
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+            return True
+        except Exception as err:  # Ray raises a bare Exception when its raylet starts slowly
+            if "timed out during startup" not in str(err) or attempt == 2:
+                raise
+            log.warning("local Ray did not start in time (a loaded machine?); retrying")
+            ray.shutdown()
     return True
 
 
