@@ -228,7 +228,9 @@ def pending_shapes() -> list[tuple[dict[str, float], int]]:
     for gang in state.pending_gang_resource_requests:
         for req in gang.requests:
             out.append((dict(req.resources_bundle), 1))
-    return out
+    # a task inside a placement group asks for its group's resources (CPU_group_<id>), which
+    # exist only once the group is placed; the group's own bundles are checked instead
+    return [(shape, n) for shape, n in out if not any("_group_" in k for k in shape)]
 
 
 class InfeasibleWatch:
