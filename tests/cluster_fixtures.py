@@ -99,7 +99,9 @@ class RayHead:
             "--submission-id", submission_id, "--working-dir", str(working_dir),
             "--runtime-env-json", json.dumps({"env_vars": env_vars}), "--", *entrypoint,
         ]  # fmt: skip
-        done = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            cmd, env=self.env, capture_output=True, text=True, timeout=300, check=False
+        )
         if done.returncode != 0:
             raise RuntimeError(f"ray job submit failed: {done.stdout}\n{done.stderr}")
 
@@ -120,19 +122,9 @@ class RayHead:
         return str(status.value), client.get_job_logs(submission_id)
 
 
-@contextlib.contextmanager
-def start_ray_head(num_cpus: int = 2, env: dict[str, str] | None = None) -> Iterator[RayHead]:
-    """``ray start --head --block`` on free ports with its own short ``--temp-dir``."""
-    temp = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
+def _ray_start_cmd(temp: Path, num_cpus: int) -> tuple[list[str], int, int]:
     (gcs, dash, client, nm, om, agent_l, agent_g, rte, metrics) = free_ports(9)
-    lo = 20000 + (os.getpid() * 97) % 30000
-    full_env = {
-        **os.environ,
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        **(env or {}),
-    }
-    full_env.pop("RAY_ADDRESS", None)
+    lo = 20000 + (os.getpid() * 97 + gcs) % 30000
     cmd = [
         "ray", "start", "--head", "--block", f"--port={gcs}", "--node-ip-address=127.0.0.1",
         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
@@ -143,18 +135,58 @@ def start_ray_head(num_cpus: int = 2, env: dict[str, str] | None = None) -> Iter
         f"--max-worker-port={lo + 200}", f"--num-cpus={num_cpus}", "--num-gpus=0",
         f"--temp-dir={temp}", "--disable-usage-stats",
     ]  # fmt: skip
-    log = temp / "ray-start.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    head = RayHead(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}", temp, full_env)
-    try:
-        _wait_http(f"{head.dashboard}/api/version", 180, proc, log)
-        yield head
-    finally:
-        _stop(proc)
-        shutil.rmtree(temp, ignore_errors=True)
+    return cmd, gcs, dash
+
+
+def _wait_started(proc: subprocess.Popen, log: Path, url: str, timeout: float) -> None:
+    """Until ``ray start`` says the runtime started and the dashboard answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited ({proc.returncode}): {log.read_text()[-3000:]}")
+        if "Ray runtime started" in log.read_text():
+            _wait_http(url, max(1.0, deadline - time.monotonic()), proc, log)
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"ray start did not finish within {timeout:.0f} s: {log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def start_ray_head(num_cpus: int = 2, env: dict[str, str] | None = None) -> Iterator[RayHead]:
+    """``ray start --head --block`` on free ports with its own short ``--temp-dir``.
+
+    Retried (up to three starts) when it fails to come up: on a loaded machine Ray's raylet
+    can miss its fixed 30 s registration window."""
+    full_env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        **(env or {}),
+    }
+    full_env.pop("RAY_ADDRESS", None)
+    for attempt in range(3):
+        temp = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
+        cmd, gcs, dash = _ray_start_cmd(temp, num_cpus)
+        log = temp / "ray-start.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        head = RayHead(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}", temp, full_env)
+        try:
+            _wait_started(proc, log, f"{head.dashboard}/api/version", 240)
+        except (RuntimeError, TimeoutError):
+            _stop(proc)
+            shutil.rmtree(temp, ignore_errors=True)
+            if attempt == 2:
+                raise
+            continue
+        try:
+            yield head
+        finally:
+            _stop(proc)
+            shutil.rmtree(temp, ignore_errors=True)
+        return
 
 
 @contextlib.contextmanager
