@@ -4,7 +4,7 @@ Every checkpoint must be resolvable, every dataset staged (or generated on first
 resource request (trials, extraction) must fit a node the cluster has or its autoscaler can add.
 All problems are listed at once; the sweep exits 2 before Ray work (also under ``--dry-run``).
 While the sweep runs, :class:`InfeasibleWatch` fails it when a demand stays unschedulable for
-``ray.infeasible_timeout_s`` (env ``UNMUTE_INFEASIBLE_TIMEOUT_S``, default 60 s), naming the
+``UNMUTE_INFEASIBLE_TIMEOUT_S`` (default 60 s), naming the
 demand and the cluster's resources, instead of hanging silently.
 """
 
@@ -25,7 +25,7 @@ Shape = Mapping[str, float]
 
 
 def infeasible_timeout_s() -> float:
-    return float(os.environ.get("UNMUTE_INFEASIBLE_TIMEOUT_S", DEFAULT_INFEASIBLE_TIMEOUT_S))
+    return float(os.environ.get("UNMUTE_INFEASIBLE_TIMEOUT_S") or DEFAULT_INFEASIBLE_TIMEOUT_S)
 
 
 # ---------------------------------------------------------------- checkpoints and datasets
@@ -279,8 +279,8 @@ class InfeasibleWatch:
         return (
             f"infeasible: {asks} waited {self.timeout_s:g} s for resources no node has "
             f"(cluster nodes: {listing}). Lower ray.cpus_per_*/ray.gpus_per_* or add nodes "
-            "with those resources; raise ray.infeasible_timeout_s (UNMUTE_INFEASIBLE_TIMEOUT_S) "
-            "if an autoscaler is slow to add them."
+            "with those resources; raise UNMUTE_INFEASIBLE_TIMEOUT_S if an autoscaler is slow to "
+            "add them."
         )
 
     def _loop(self) -> None:

@@ -26,7 +26,7 @@ def test_a_pending_gpu_task_is_reported_with_the_cluster_resources():
 
         with InfeasibleWatch(timeout_s=3, interval_s=0.5, on_infeasible=on_infeasible):
             assert fired.wait(120), "the infeasible task was never reported"
-        assert "{GPU: 1}" in said[0] and "CPU: 1" in said[0]
+        assert "1 x {CPU: 1, GPU: 1}" in said[0] and "cluster nodes: {CPU: 1}" in said[0]
         ray.cancel(ref, force=True)
     finally:
         ray.shutdown()
