@@ -56,9 +56,14 @@ def test_token_map_of_10s_and_1s_clips(name: str, clips: torch.Tensor) -> None:
     assert (tm.cls is not None) == spec.has_cls
     if tm.cls is not None:
         assert tm.cls.shape == (2, bb.encoder.embed_dim)
-    # 10 s fills all but the last row; 1 s (98 fbank / 101 mel frames) fills its first rows only
-    rows_10s = -(-bb.frontend.num_frames(160_000) // bb.encoder.patch_frames)
-    rows_1s = -(-bb.frontend.num_frames(16_000) // bb.encoder.patch_frames)
+    # 1 s (98 fbank / 101 mel frames) fills the first rows only. Encoders that hide padding
+    # count whole patches (upstream's strided conv floors: BEATs 10 s = 62 rows, Dasheng 250);
+    # the others every row with a real frame (Audio-MAE/EAT 10 s = 63 rows of 64)
+    pf = bb.encoder.patch_frames
+    rnd = (lambda n: n // pf) if bb.encoder.masks_padding else (lambda n: -(-n // pf))
+    rows_10s = rnd(bb.frontend.num_frames(160_000))
+    rows_1s = rnd(bb.frontend.num_frames(16_000))
+    assert rows_10s == {"beats": 62, "beats_plus": 62, "dasheng": 250}.get(name, 63)
     pad = tm.padding_mask.reshape(2, t, f)
     assert (pad[0, :rows_10s] == 0).all() and (pad[0, rows_10s:] == 1).all()
     assert (pad[1, :rows_1s] == 0).all() and (pad[1, rows_1s:] == 1).all()
