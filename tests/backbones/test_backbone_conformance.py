@@ -89,6 +89,8 @@ def measure(name: str, size: str = "tiny", device: str = "cpu") -> dict[float, d
 @pytest.mark.parametrize("sec", SECONDS, ids=lambda s: f"{s:g}s")
 @pytest.mark.parametrize("name", NAMES)
 def test_real_tokens_equal_the_clip_alone_and_upstream(name: str, sec: float) -> None:
+    if name == "dasheng":
+        pytest.importorskip("dasheng", reason="pip install dasheng==0.0.9 (test extra)")
     row = measure(name)[sec]
     assert row["tokens"] == row["upstream_tokens"] > 0, row
     assert row["batch_vs_alone"] <= ATOL, row
@@ -99,6 +101,7 @@ def test_real_tokens_equal_the_clip_alone_and_upstream(name: str, sec: float) ->
 def test_upstream_token_counts_at_10s() -> None:
     """The counts upstream gives for 10 s (issue #11): BEATs 62 x 8, Dasheng 250, the
     zero-padded fbank ViTs every row with a real frame (63 x 8 of 64 x 8)."""
+    pytest.importorskip("dasheng", reason="pip install dasheng==0.0.9 (test extra)")
     assert measure("beats")[10.0]["tokens"] == 496
     assert measure("dasheng")[10.0]["tokens"] == 250
     assert measure("eat")[10.0]["tokens"] == measure("audiomae")[10.0]["tokens"] == 504
