@@ -113,10 +113,13 @@ def main(argv: list[str]) -> None:
 
         TokenEncoder.real_rows = lambda self, f: torch.div(  # type: ignore[method-assign]
             f + self.patch_frames - 1, self.patch_frames, rounding_mode="floor")
+    if "--no-tf32" in argv:  # CUDA: full fp32 convolutions and matmuls
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     size = "base" if "--base" in argv else "tiny"
     device = "cuda" if "--cuda" in argv else "cpu"
     print(f"| encoder | clip | real tokens (ours / upstream) | batch vs alone | max abs vs "
-          f"upstream | relative | cls max abs |  ({size}, {device})")
+          f"upstream | relative | cls max abs |  ({size}, {device}, {' '.join(argv)})")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in NAMES:
         for sec, r in measure(name, size, device).items():
