@@ -138,7 +138,8 @@ def _check_asit_table(sd: State, own: Mapping[str, Tensor]) -> State:
         raise CheckpointError(
             f"pos_embed {tuple(pos.shape)} is a {rows} x {cols} table ({rows * 16}-frame windows) "
             f"but this encoder runs {(mine.shape[1] - 1) // 8 * 16}-frame windows; ASiT's code "
-            f"adds the table without resizing: pass chunk_frames={rows * 16}."
+            f"adds the table without resizing: pass chunk_frames={rows * 16} (in a sweep: "
+            f"`overrides: {{chunk_frames: {rows * 16}}}` in sweeps/encoder/asit.yaml)."
         )
     return sd
 
