@@ -61,7 +61,7 @@ needs_kustomize = pytest.mark.skipif(
 def render(kustomization: str) -> tuple[dict, ...]:
     """The objects kustomize renders from ``k8s/<kustomization>``."""
     cmd = [*_kustomize_cmd(), str(K8S / kustomization)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stderr}"
     return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
 
@@ -135,14 +135,16 @@ def _pyproject() -> dict:
 
 def _dockerfile_args() -> dict[str, str]:
     text = (ROOT / "Dockerfile").read_text()
-    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.M))
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.MULTILINE))
 
 
 # --- schemas ---------------------------------------------------------------------------------
 
 
 @needs_crds
-@pytest.mark.parametrize("path", MANIFEST_FILES, ids=[str(p.relative_to(K8S)) for p in MANIFEST_FILES])
+@pytest.mark.parametrize(
+    "path", MANIFEST_FILES, ids=[str(p.relative_to(K8S)) for p in MANIFEST_FILES]
+)
 def test_every_manifest_file_validates_strictly(path):
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     assert docs, f"{path} holds no object"
@@ -204,11 +206,11 @@ def test_ray_and_python_versions_agree():
 
 def test_dockerfile_builds_the_wheel_on_the_ray_image_as_non_root():
     text = (ROOT / "Dockerfile").read_text()
-    froms = re.findall(r"^FROM (\S+)", text, flags=re.M)
+    froms = re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)
     assert len(froms) == 2, "multi-stage: one stage builds the wheel, one installs it"
     assert all(f == "rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-gpu" for f in froms)
     assert "pip wheel" in text and "pip install" in text
-    user = re.findall(r"^USER (\S+)", text, flags=re.M)
+    user = re.findall(r"^USER (\S+)", text, flags=re.MULTILINE)
     assert user and user[-1].split(":")[0] not in ("0", "root")
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ignore[ignore.index("**") if "**" in ignore else 0] == "**", "ignore all, then allow"
@@ -260,7 +262,9 @@ def test_every_secret_reference_has_a_template_with_placeholders(overlay):
         doc = yaml.safe_load(path.read_text())
         assert doc["kind"] == "Secret"
         for key, value in doc["stringData"].items():
-            assert key == "username" or PLACEHOLDER in value, f"{path.name}: {key} is not a placeholder"
+            assert key == "username" or PLACEHOLDER in value, (
+                f"{path.name}: {key} is not a placeholder"
+            )
         templates[doc["metadata"]["name"]] = set(doc["stringData"])
     docs = render(f"overlays/{overlay}")
     assert not [d for d in docs if d["kind"] == "Secret"], "Secrets are applied from templates"
@@ -336,7 +340,9 @@ def test_rayjob_and_raycluster_do_not_drift():
     cluster = _one(render("base/cluster"), "RayCluster")
 
     def same_registry(spec):  # the overlay names your registry; base/cluster the bare image
-        return yaml.safe_load(re.sub(r"image: \S*/unmute-bench:", "image: unmute-bench:", yaml.safe_dump(spec)))
+        return yaml.safe_load(
+            re.sub(r"image: \S*/unmute-bench:", "image: unmute-bench:", yaml.safe_dump(spec))
+        )
 
     assert same_registry(job["spec"]["rayClusterSpec"]) == same_registry(cluster["spec"])
 
