@@ -66,9 +66,9 @@ def _run(python: Path, cwd: Path, *args: str, **env: str) -> subprocess.Complete
 
 @pytest.mark.integration
 def test_installed_wheel_finds_its_sweeps_from_any_folder(installed, tmp_path):
+    code = "import orchestrator, orchestrator.config as c; print(orchestrator.__file__, c.sweeps_dir())"
     where = subprocess.run(
-        [str(installed), "-c", "import orchestrator, orchestrator.config as c; "
-         "print(orchestrator.__file__); print(c.sweeps_dir())"],
+        [str(installed), "-c", code],
         cwd=tmp_path, capture_output=True, text=True, check=True, env=_clean_env(),
     ).stdout.split()  # fmt: skip
     venv = installed.parent.parent
