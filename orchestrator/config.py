@@ -24,9 +24,39 @@ class ConfigError(ValueError):
 
 
 def sweeps_dir() -> Path:
-    """The folder of Hydra configs: ``$UNMUTE_SWEEPS`` or the repository's ``sweeps/``."""
+    """The folder of Hydra configs, the first of:
+
+    1. ``$UNMUTE_SWEEPS`` (``python -m orchestrator.sweep --config-dir DIR`` sets it);
+    2. ``./sweeps`` in the current folder, if it holds a ``base.yaml``;
+    3. the source checkout's ``sweeps/`` (running from a clone or an editable install);
+    4. the sweeps packaged in the installed wheel (``orchestrator/sweeps``).
+
+    A chosen folder replaces the packaged one whole (it needs its own ``base.yaml``).
+    """
     env = os.environ.get("UNMUTE_SWEEPS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "sweeps"
+    if env:
+        folder = Path(env).expanduser()
+        if not (folder / "base.yaml").is_file():
+            raise ConfigError(
+                f"UNMUTE_SWEEPS={env!r} (or --config-dir) holds no base.yaml: point it at a "
+                f"sweeps folder laid out like the repository's sweeps/ (base.yaml, encoder/, "
+                f"dataset/, probe/, search/), or unset it to use the packaged sweeps."
+            )
+        return folder.resolve()
+    local = Path.cwd() / "sweeps"
+    if (local / "base.yaml").is_file():
+        return local
+    checkout = Path(__file__).resolve().parent.parent / "sweeps"
+    if (checkout / "base.yaml").is_file():
+        return checkout
+    return _bundled_sweeps()
+
+
+def _bundled_sweeps() -> Path:
+    """The sweeps shipped in the wheel (setup.py maps the repository's ``sweeps/`` there)."""
+    from importlib.resources import files
+
+    return Path(str(files("orchestrator") / "sweeps"))
 
 
 def list_sweeps() -> list[str]:
