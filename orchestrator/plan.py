@@ -36,6 +36,7 @@ class Study:
     dataset: DatasetChoice
     probe: ProbeChoice
     settings: str = ""  # fingerprint of the training, search and seed settings
+    dataset_version: str = ""  # the catalog's version: a changed data protocol is a new study
 
     @property
     def backbone(self) -> str:
@@ -52,6 +53,7 @@ class Study:
                 self.dataset.name,
                 self.dataset.source,
                 self.dataset.options,
+                self.dataset_version,
                 self.probe.name,
                 self.probe.search,
                 self.probe.hparams,
@@ -132,8 +134,11 @@ def make_plan(cfg: SweepConfig) -> Plan:
     for probe in resolved.values():
         if probe.search not in settings:
             settings[probe.search] = settings_fingerprint(cfg, probe)
+    from orchestrator.datasets import DATASETS
+
+    versions = {ds.name: DATASETS.get(ds.name).version for ds in cfg.datasets}
     studies = tuple(
-        Study(enc, ds, probe, settings[probe.search])
+        Study(enc, ds, probe, settings[probe.search], versions[ds.name])
         for enc in cfg.encoders
         for ds in cfg.datasets
         for probe in (resolved[(ds.name, p.name)] for p in cfg.probes)

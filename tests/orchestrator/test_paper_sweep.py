@@ -115,3 +115,15 @@ def test_bad_probe_overrides_are_refused_before_ray(overrides, needle, tmp_path)
 def test_reproducible_must_be_a_boolean(tmp_path):
     with pytest.raises(ConfigError, match="search.reproducible"):
         build(compose("quickstart", ["search.reproducible=3"], out_dir=str(tmp_path)))
+
+
+def test_a_changed_data_protocol_makes_new_studies(tmp_path, monkeypatch):
+    import dataclasses as dc
+
+    from orchestrator.datasets import DATASETS
+
+    cfg = load("paper", ["encoder=[eat]", "dataset=[esc50]", "probe=[linear]"], str(tmp_path))
+    before = make_plan(cfg).studies[0].study_id
+    old = dc.replace(DATASETS.get("esc50"), version="esc50-master")
+    monkeypatch.setitem(DATASETS._entries, "esc50", old)
+    assert make_plan(cfg).studies[0].study_id != before
