@@ -425,9 +425,8 @@ def _check_override_names(cfg: SweepConfig, datasets, probes) -> None:
 
 def _check_probe(probe: ProbeChoice, space, where: str = "") -> None:
     """Build the probe once, tiny, with its fixed and searched hyperparameters."""
-    from probes import create_probe
-
     from orchestrator.trial import TRAIN_FIELDS
+    from probes import create_probe
 
     searched = {
         p.name: (p.choices[0] if p.choices else p.low) for p in space if p.name not in TRAIN_FIELDS

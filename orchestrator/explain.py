@@ -109,7 +109,9 @@ def pick_probe_file(files: Sequence[Path], config: int | None, seed: int | None)
         config = configs[0]
     candidates = {s: p for p, (c, s) in named.items() if c == config}
     if not candidates:
-        raise ExplainError(f"no saved probe of the selected configuration {config} (saved: {configs}).")
+        raise ExplainError(
+            f"no saved probe of the selected configuration {config} (saved: {configs})."
+        )
     if seed is None:
         return candidates[min(candidates)]
     if seed not in candidates:
@@ -313,7 +315,9 @@ def figure(ex: Explanation):
 
     top = axes[0, 0]
     top.imshow(spec, origin="lower", aspect="auto", extent=extent, cmap="magma")
-    top.set_title(f"{Path(ex.clip).name}: {ex.backbone} input (fbank), {ex.probe} probe", fontsize=9)
+    top.set_title(
+        f"{Path(ex.clip).name}: {ex.backbone} input (fbank), {ex.probe} probe", fontsize=9
+    )
     top.set_ylabel("mel bin")
     if ex.real_frames < frames:
         top.axvspan(ex.real_frames * ex.seconds_per_frame, extent[1], color="w", alpha=0.5)

@@ -129,7 +129,9 @@ def make_plan(cfg: SweepConfig) -> Plan:
     )
     # Probe settings per dataset (cfg.probe_overrides) are applied here, so they enter the
     # study id; the settings fingerprint depends on the search space, read once per space.
-    resolved = {(ds.name, p.name): cfg.probe_for(ds.name, p) for ds in cfg.datasets for p in cfg.probes}
+    resolved = {
+        (ds.name, p.name): cfg.probe_for(ds.name, p) for ds in cfg.datasets for p in cfg.probes
+    }
     settings: dict[str, str] = {}
     for probe in resolved.values():
         if probe.search not in settings:

@@ -17,9 +17,9 @@ from probes.pooling import ProbeHead
 from probes.train import FitResult, TrainConfig, evaluate, fit, predict
 
 __all__ = [
-    "CheckpointError",
     "PROBES",
     "AsymmetricLoss",
+    "CheckpointError",
     "FitResult",
     "ProbeData",
     "ProbeHead",

@@ -83,7 +83,9 @@ def read_record(path: str | os.PathLike | BinaryIO | bytes) -> dict[str, Any]:
         record = torch.load(source, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+    # torch.load fails on foreign files with many types (UnpicklingError, RuntimeError,
+    # EOFError, KeyError, ...); each is re-raised as one error naming the file.
+    except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"{path}: not a saved probe ({type(err).__name__}: {err}).") from None
     if not isinstance(record, dict) or set(KEYS) - set(record):
         found = sorted(record) if isinstance(record, dict) else type(record).__name__
@@ -104,7 +106,10 @@ def load_probe(path: str | os.PathLike | BinaryIO | bytes) -> tuple[ProbeHead, d
     record = read_record(path)
     init = dict(record["init"])
     probe = create_probe(
-        record["probe"], embed_dim=init.pop("embed_dim"), num_classes=init.pop("num_classes"), **init
+        record["probe"],
+        embed_dim=init.pop("embed_dim"),
+        num_classes=init.pop("num_classes"),
+        **init,
     )
     probe.load_state_dict(record["state_dict"], strict=True)
     probe.eval()

@@ -138,7 +138,9 @@ def read_sc2(spec: DatasetSpec, t: _Tree) -> tuple[Records, tuple[str, ...]]:
     lengths = _Lengths(t)
     for split in ("train", "valid", "test"):
         if split == "train" and not spec.opts.get("balanced_train", False):
-            out[split] = words[split] + others[split] + _tiled_silence(lengths, sorted(noise), silence)
+            out[split] = (
+                words[split] + others[split] + _tiled_silence(lengths, sorted(noise), silence)
+            )
             continue
         per_class = max(1, len(words[split]) // 10)
         chosen = sorted(others[split], key=lambda r: _rank(seed, r.id))[:per_class]

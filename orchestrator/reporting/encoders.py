@@ -52,9 +52,9 @@ def general_scores(summary: pl.DataFrame, probes: tuple[str, ...]) -> pl.DataFra
             {r["backbone"]: r[f"mean_{probe}"] for r in complete.iter_rows(named=True)}
         )
         part = part.with_columns(
-            pl.col("backbone").replace_strict(ranks, default=None, return_dtype=pl.Int64).alias(
-                f"rank_{probe}"
-            )
+            pl.col("backbone")
+            .replace_strict(ranks, default=None, return_dtype=pl.Int64)
+            .alias(f"rank_{probe}")
         )
         table = table.join(part, on="backbone", how="left")
     first = f"rank_{present[0]}"
@@ -85,7 +85,10 @@ def domain_wins(summary: pl.DataFrame, rule: str) -> pl.DataFrame | None:
         for probe in probes:
             for dataset in datasets:
                 for a, b in permutations(backbones, 2):
-                    ca, cb = cells.get((dom, probe, dataset, a)), cells.get((dom, probe, dataset, b))
+                    ca, cb = (
+                        cells.get((dom, probe, dataset, a)),
+                        cells.get((dom, probe, dataset, b)),
+                    )
                     if ca and cb and beats(rule, *ca, *cb):
                         wins[a] += 1
         mean = {b: wins[b] / len(probes) for b in backbones}

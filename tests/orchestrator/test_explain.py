@@ -75,14 +75,21 @@ def test_explain_draws_each_top_class_with_its_prototypes(tiny_study, tmp_path, 
     assert ex.classes[0].probability >= ex.classes[1].probability
     t_real = 6 * 100 // 16  # 6 s of 10 ms frames in rows of 16 frames: 37 real rows
     for cls in ex.classes:
-        assert cls.name in open_split(get_dataset("synth_events", **SIZES), "test", study.parents[2] / "data").classes
+        assert (
+            cls.name
+            in open_split(
+                get_dataset("synth_events", **SIZES), "test", study.parents[2] / "data"
+            ).classes
+        )
         shares = [p.contribution for p in cls.prototypes]
         assert shares == sorted(shares, reverse=True) and len(shares) == 4
         for pm in cls.prototypes:
             assert pm.grid.shape == (64, 8)
             assert np.isnan(pm.grid[t_real + 1 :]).all()  # padding: no activation drawn
             assert np.isfinite(pm.grid[:t_real]).all()
-            assert pm.peak[0] <= t_real and pm.max_cosine == pytest.approx(np.nanmax(pm.grid), abs=1e-4)
+            assert pm.peak[0] <= t_real and pm.max_cosine == pytest.approx(
+                np.nanmax(pm.grid), abs=1e-4
+            )
 
 
 def test_explain_refuses_what_it_cannot_draw(tiny_study, tmp_path, capsys):
@@ -97,9 +104,10 @@ def test_explain_refuses_what_it_cannot_draw(tiny_study, tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     with pytest.raises(ExplainError, match="selected one is unknown"):
         pick_probe_file([Path("config-0-seed-0.pt"), Path("config-1-seed-0.pt")], None, None)
-    assert pick_probe_file(
-        [Path("config-2-seed-3.pt"), Path("config-2-seed-1.pt")], None, None
-    ).name == "config-2-seed-1.pt"
+    assert (
+        pick_probe_file([Path("config-2-seed-3.pt"), Path("config-2-seed-1.pt")], None, None).name
+        == "config-2-seed-1.pt"
+    )
 
 
 def test_explain_from_an_mlflow_run(tiny_study, tmp_path, capsys):
@@ -118,5 +126,7 @@ def test_explain_from_an_mlflow_run(tiny_study, tmp_path, capsys):
         client.log_artifact(child, str(study / "probes" / f"config-{config}-seed-0.pt"), "probes")
     out = tmp_path / "run.png"
     assert mlflow is not None
-    assert main(["--run", parent, "--tracking-uri", uri, "--clip", str(clip), "--out", str(out)]) == 0
+    assert (
+        main(["--run", parent, "--tracking-uri", uri, "--clip", str(clip), "--out", str(out)]) == 0
+    )
     assert "config-1-seed-0.pt" in capsys.readouterr().out and out.stat().st_size > 20_000

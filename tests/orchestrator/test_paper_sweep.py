@@ -79,7 +79,7 @@ def test_overrides_apply_star_then_dataset_and_leave_other_cells_alone(tmp_path)
     assert cfg.probe_for("synth_events", linear) is linear
     plain = make_plan(_quickstart(tmp_path, {}))
     changed = make_plan(cfg)
-    ids = lambda plan, probe: {s.study_id for s in plan.studies if s.probe.name == probe}  # noqa: E731
+    ids = lambda plan, probe: {s.study_id for s in plan.studies if s.probe.name == probe}
     assert ids(plain, "linear") == ids(changed, "linear")
     assert not ids(plain, "protobin") & ids(changed, "protobin")
 
@@ -88,7 +88,10 @@ def test_overrides_apply_star_then_dataset_and_leave_other_cells_alone(tmp_path)
     ("overrides", "needle"),
     [
         ({"as2ok": {"protobin": {"hparams": {}}}}, "unknown dataset 'as2ok'. Did you mean 'as20k'"),
-        ({"as20k": {"protobn": {"hparams": {}}}}, "unknown probe 'protobn'. Did you mean 'protobin'"),
+        (
+            {"as20k": {"protobn": {"hparams": {}}}},
+            "unknown probe 'protobn'. Did you mean 'protobin'",
+        ),
         (
             {"as20k": {"protobin": {"hparams": {"prototypes_per_clas": 10}}}},
             "no hyperparameter 'prototypes_per_clas'. Did you mean 'prototypes_per_class'",

@@ -26,9 +26,15 @@ def paper_table() -> pl.DataFrame:
     cells = []
     for dataset in ("as20k", "esc50", "hsn"):
         for backbone in ("eat", "beats"):
-            cells += [cell(backbone, dataset, "linear", 10, 0.1), cell(backbone, dataset, "mhca", 12, 0.1)]
+            cells += [
+                cell(backbone, dataset, "linear", 10, 0.1),
+                cell(backbone, dataset, "mhca", 12, 0.1),
+            ]
             cells.append(cell(backbone, dataset, "protobin", 20, 0.1))
-        cells += [cell("eat_plus", dataset, "linear", 30, 0.1), cell("eat_plus", dataset, "mhca", 25, 0.1)]
+        cells += [
+            cell("eat_plus", dataset, "linear", 30, 0.1),
+            cell("eat_plus", dataset, "mhca", 25, 0.1),
+        ]
         cells.append(cell("eat_plus", dataset, "protobin", 20, 0.1))
     return table(*cells)  # fmt: skip
 
