@@ -16,6 +16,8 @@ from typing import Any
 from probes.registry import did_you_mean
 
 GROUPS = ("encoder", "dataset", "probe")
+ANY_DATASET = "*"
+OVERRIDE_KEYS = ("search", "hparams")
 TIE_RULES = ("opponent", "own", "max", "pooled")
 
 
@@ -108,6 +110,7 @@ class SearchConfig:
     grace_epochs: int
     reduction_factor: int
     top_k: int
+    reproducible: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,10 +140,28 @@ class SweepConfig:
     extract_device: str
     tie_rule: str
     overrides: tuple[str, ...] = field(default=())
+    # dataset ("*" = every dataset) -> probe -> {"search": name, "hparams": {...}}
+    probe_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def tune_storage(self) -> str:
         return self.ray.storage_path or str((self.out_dir / "tune").resolve())
+
+    def probe_for(self, dataset: str, probe: ProbeChoice) -> ProbeChoice:
+        """``probe`` with the sweep's ``probe_overrides`` for ``dataset`` applied.
+
+        Order: the probe's own file, then ``probe_overrides["*"]``, then
+        ``probe_overrides[dataset]``; ``search`` replaces, ``hparams`` merge key by key.
+        """
+        search, hparams = probe.search, dict(probe.hparams)
+        for key in (ANY_DATASET, dataset):
+            body = self.probe_overrides.get(key, {}).get(probe.name)
+            if body:
+                search = body.get("search") or search
+                hparams.update(body.get("hparams") or {})
+        if search == probe.search and hparams == probe.hparams:
+            return probe
+        return ProbeChoice(probe.name, search, hparams)
 
 
 _GROUP_OVERRIDE = re.compile(r"^\+?(encoder|dataset|probe)=\[?([^\]]*)\]?$")
@@ -229,6 +250,43 @@ def _as_int(section: str, key: str, value: Any, minimum: int = 0) -> int:
     return value
 
 
+def _as_bool(section: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{section}.{key}={value!r}: expected true or false.")
+    return value
+
+
+def _probe_overrides(raw: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """The shape of ``probe_overrides`` (names are checked in :func:`validate_names`)."""
+    raw = raw or {}
+    example = "probe_overrides: {as20k: {protobin: {hparams: {prototypes_per_class: 10}}}}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"probe_overrides={raw!r}: expected a mapping, e.g. {example}.")
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for dataset, probes in raw.items():
+        if not isinstance(probes, dict):
+            raise ConfigError(
+                f"probe_overrides.{dataset}={probes!r}: expected probe -> settings, e.g. {example}."
+            )
+        for probe, body in probes.items():
+            where = f"probe_overrides.{dataset}.{probe}"
+            if not isinstance(body, dict):
+                raise ConfigError(f"{where}={body!r}: expected {{search: ..., hparams: {{...}}}}.")
+            for key in body:
+                if key not in OVERRIDE_KEYS:
+                    raise ConfigError(
+                        f"{where}: unknown key {key!r}.{did_you_mean(str(key), OVERRIDE_KEYS)} "
+                        f"Valid keys: {', '.join(OVERRIDE_KEYS)} (hyperparameters go under "
+                        f"hparams, e.g. {example})."
+                    )
+            if not isinstance(body.get("hparams") or {}, dict):
+                raise ConfigError(f"{where}.hparams={body['hparams']!r}: expected a mapping.")
+            out.setdefault(str(dataset), {})[str(probe)] = {
+                k: (dict(v) if k == "hparams" else v) for k, v in body.items() if v is not None
+            }
+    return out
+
+
 def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
     """Turn a composed config into a validated :class:`SweepConfig`."""
     for group in GROUPS:
@@ -264,6 +322,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         grace_epochs=_as_int("search", "grace_epochs", s["grace_epochs"], 1),
         reduction_factor=_as_int("search", "reduction_factor", s["reduction_factor"], 2),
         top_k=_as_int("search", "top_k", s["top_k"], 1),
+        reproducible=_as_bool("search", "reproducible", s.get("reproducible", False)),
     )
     if search.top_k > search.trials:
         raise ConfigError(
@@ -325,6 +384,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         extract_device=str(e["device"]),
         tie_rule=tie_rule,
         overrides=tuple(overrides),
+        probe_overrides=_probe_overrides(raw.get("probe_overrides")),
     )
 
 
@@ -352,23 +412,66 @@ def validate_names(cfg: SweepConfig) -> None:
             PROBES.check(probe.name)
     except RegistryError as err:
         raise ConfigError(str(err)) from None
+    _check_override_names(cfg, DATASETS, PROBES)
+    checked = set()
     for probe in cfg.probes:
-        _check_probe(probe, load_space(probe.search, probe.name))
+        for ds in cfg.datasets:
+            resolved = cfg.probe_for(ds.name, probe)
+            key = (resolved.name, resolved.search, repr(sorted(resolved.hparams.items())))
+            if key in checked:
+                continue
+            checked.add(key)
+            where = "" if resolved is probe else f" with probe_overrides for {ds.name}"
+            _check_probe(resolved, load_space(resolved.search, resolved.name), where)
 
 
-def _check_probe(probe: ProbeChoice, space) -> None:
+def _check_override_names(cfg: SweepConfig, datasets, probes) -> None:
+    """Every dataset, probe and hyperparameter named in ``probe_overrides`` exists."""
+    from probes import probe_hparams
+
+    for dataset, per_probe in cfg.probe_overrides.items():
+        if dataset != ANY_DATASET and dataset not in datasets:
+            valid = [ANY_DATASET, *datasets.names()]
+            raise ConfigError(
+                f"probe_overrides: unknown dataset {dataset!r}.{did_you_mean(dataset, valid)} "
+                f"Valid: {', '.join(valid)} ('*' = every dataset)."
+            )
+        for probe, body in per_probe.items():
+            if probe not in probes:
+                raise ConfigError(
+                    f"probe_overrides.{dataset}: unknown probe {probe!r}."
+                    f"{did_you_mean(probe, probes.names())} Valid probes: "
+                    f"{', '.join(probes.names())}."
+                )
+            valid = sorted(probe_hparams(probe))
+            for name in body.get("hparams") or {}:
+                if name not in valid:
+                    raise ConfigError(
+                        f"probe_overrides.{dataset}.{probe}.hparams: probe {probe!r} has no "
+                        f"hyperparameter {name!r}.{did_you_mean(name, valid)} Valid: "
+                        f"{', '.join(valid)}."
+                    )
+
+
+def _check_probe(probe: ProbeChoice, space, where: str = "") -> None:
     """Build the probe once, tiny, with its fixed and searched hyperparameters."""
-    from probes import create_probe
-
     from orchestrator.trial import TRAIN_FIELDS
+    from probes import create_probe
 
     searched = {
         p.name: (p.choices[0] if p.choices else p.low) for p in space if p.name not in TRAIN_FIELDS
     }
+    both = sorted(set(searched) & set(probe.hparams))
+    if both and where:
+        raise ConfigError(
+            f"probe {probe.name!r}{where}: {', '.join(both)} is fixed (hparams) but also searched "
+            f"by search space {probe.search!r}; fix it with a space that does not search it, e.g. "
+            f"{{search: default, hparams: {{{both[0]}: ...}}}}."
+        )
     try:
         create_probe(probe.name, embed_dim=8, num_classes=2, **probe.hparams, **searched)
     except (TypeError, ValueError) as err:
         raise ConfigError(
             f"probe {probe.name!r} (sweeps/probe/{probe.name}.yaml, search space "
-            f"{probe.search!r}): {err}"
+            f"{probe.search!r}{where}): {err}"
         ) from None

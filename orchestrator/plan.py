@@ -36,6 +36,7 @@ class Study:
     dataset: DatasetChoice
     probe: ProbeChoice
     settings: str = ""  # fingerprint of the training, search and seed settings
+    dataset_version: str = ""  # the catalog's version: a changed data protocol is a new study
 
     @property
     def backbone(self) -> str:
@@ -52,6 +53,7 @@ class Study:
                 self.dataset.name,
                 self.dataset.source,
                 self.dataset.options,
+                self.dataset_version,
                 self.probe.name,
                 self.probe.search,
                 self.probe.hparams,
@@ -83,6 +85,7 @@ class Plan:
             f"epochs, reduction {cfg.search.reduction_factor})",
             f"  final trials:    {self.final_trials} (top {cfg.search.top_k} x "
             f"{len(cfg.seeds)} seeds per study)",
+            f"  reproducible:    {'yes' if cfg.search.reproducible else 'no'}",
             f"  output:          {cfg.out_dir}",
             f"  store:           {cfg.store_url}",
             f"  mlflow:          {cfg.tracking_uri} (experiment {cfg.experiment!r})",
@@ -92,6 +95,13 @@ class Plan:
             f"    {encoder_label(j.encoder)} / {j.dataset.name} / {j.split}"
             for j in self.extractions
         ]
+        if cfg.probe_overrides:
+            lines.append("  probe settings per dataset (probe_overrides):")
+            lines += [
+                f"    {ds} / {probe}: {body}"
+                for ds, per in cfg.probe_overrides.items()
+                for probe, body in per.items()
+            ]
         lines.append("  studies:")
         lines += [f"    {s.study_id}" for s in self.studies]
         return "\n".join(lines)
@@ -117,12 +127,23 @@ def make_plan(cfg: SweepConfig) -> Plan:
         for ds in cfg.datasets
         for split in SPLITS
     )
-    settings = {probe.name: settings_fingerprint(cfg, probe) for probe in cfg.probes}
+    # Probe settings per dataset (cfg.probe_overrides) are applied here, so they enter the
+    # study id; the settings fingerprint depends on the search space, read once per space.
+    resolved = {
+        (ds.name, p.name): cfg.probe_for(ds.name, p) for ds in cfg.datasets for p in cfg.probes
+    }
+    settings: dict[str, str] = {}
+    for probe in resolved.values():
+        if probe.search not in settings:
+            settings[probe.search] = settings_fingerprint(cfg, probe)
+    from orchestrator.datasets import DATASETS
+
+    versions = {ds.name: DATASETS.get(ds.name).version for ds in cfg.datasets}
     studies = tuple(
-        Study(enc, ds, probe, settings[probe.name])
+        Study(enc, ds, probe, settings[probe.search], versions[ds.name])
         for enc in cfg.encoders
         for ds in cfg.datasets
-        for probe in cfg.probes
+        for probe in (resolved[(ds.name, p.name)] for p in cfg.probes)
     )
     return Plan(
         extractions=extractions,

@@ -8,6 +8,7 @@ metrics = evaluate(probe, test)
 
 from __future__ import annotations
 
+from probes.checkpoint import CheckpointError, load_probe, save_probe
 from probes.data import ProbeData
 from probes.factory import PROBES, create_probe, probe_hparams
 from probes.losses import AsymmetricLoss, make_loss
@@ -18,6 +19,7 @@ from probes.train import FitResult, TrainConfig, evaluate, fit, predict
 __all__ = [
     "PROBES",
     "AsymmetricLoss",
+    "CheckpointError",
     "FitResult",
     "ProbeData",
     "ProbeHead",
@@ -26,7 +28,9 @@ __all__ = [
     "create_probe",
     "evaluate",
     "fit",
+    "load_probe",
     "make_loss",
     "predict",
     "probe_hparams",
+    "save_probe",
 ]
