@@ -47,7 +47,9 @@ log = logging.getLogger("benchmarks.extract")
 
 # (key, clips to embed over all splits, mean encoder windows per clip, where the count comes from)
 # Counts are the public split sizes (approximate where a mirror differs); every clip of up to
-# 10.24 s is one window under the clip-length policy (backbones/frontend.py).
+# 10.24 s is one window under the clip-length policy (backbones/frontend.py). Windows are
+# 10.24 s units: ASiT runs 5.92 s windows (its position table is never resized), so its 10 s
+# timing covers two of them and its hours for <= 5.92 s clips are an upper bound (about 2x).
 DATASETS: tuple[tuple[str, int, float, str], ...] = (
     ("as20k", 39_400, 1.0, "AudioSet balanced train ~20.5k + eval ~18.9k available, 10 s"),
     ("fsd50k", 51_197, 3.0, "dev 40,966 + eval 10,231; 0.3-30 s, padded to 30 s = 3 windows"),

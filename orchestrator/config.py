@@ -16,6 +16,8 @@ from typing import Any
 from probes.registry import did_you_mean
 
 GROUPS = ("encoder", "dataset", "probe")
+ANY_DATASET = "*"
+OVERRIDE_KEYS = ("search", "hparams")
 TIE_RULES = ("opponent", "own", "max", "pooled")
 
 
@@ -24,9 +26,39 @@ class ConfigError(ValueError):
 
 
 def sweeps_dir() -> Path:
-    """The folder of Hydra configs: ``$UNMUTE_SWEEPS`` or the repository's ``sweeps/``."""
+    """The folder of Hydra configs, the first of:
+
+    1. ``$UNMUTE_SWEEPS`` (``python -m orchestrator.sweep --config-dir DIR`` sets it);
+    2. ``./sweeps`` in the current folder, if it holds a ``base.yaml``;
+    3. the source checkout's ``sweeps/`` (running from a clone or an editable install);
+    4. the sweeps packaged in the installed wheel (``orchestrator/sweeps``).
+
+    A chosen folder replaces the packaged one whole (it needs its own ``base.yaml``).
+    """
     env = os.environ.get("UNMUTE_SWEEPS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "sweeps"
+    if env:
+        folder = Path(env).expanduser()
+        if not (folder / "base.yaml").is_file():
+            raise ConfigError(
+                f"UNMUTE_SWEEPS={env!r} (or --config-dir) holds no base.yaml: point it at a "
+                f"sweeps folder laid out like the repository's sweeps/ (base.yaml, encoder/, "
+                f"dataset/, probe/, search/), or unset it to use the packaged sweeps."
+            )
+        return folder.resolve()
+    local = Path.cwd() / "sweeps"
+    if (local / "base.yaml").is_file():
+        return local
+    checkout = Path(__file__).resolve().parent.parent / "sweeps"
+    if (checkout / "base.yaml").is_file():
+        return checkout
+    return _bundled_sweeps()
+
+
+def _bundled_sweeps() -> Path:
+    """The sweeps shipped in the wheel (setup.py maps the repository's ``sweeps/`` there)."""
+    from importlib.resources import files
+
+    return Path(str(files("orchestrator") / "sweeps"))
 
 
 def list_sweeps() -> list[str]:
@@ -78,6 +110,7 @@ class SearchConfig:
     grace_epochs: int
     reduction_factor: int
     top_k: int
+    reproducible: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +140,8 @@ class SweepConfig:
     extract_device: str
     tie_rule: str
     overrides: tuple[str, ...] = field(default=())
+    # dataset ("*" = every dataset) -> probe -> {"search": name, "hparams": {...}}
+    probe_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     out_url: str = ""  # the output folder when it lives on S3; out_dir is then its local mirror
 
     @property
@@ -116,6 +151,22 @@ class SweepConfig:
         if self.out_url:
             return f"{self.out_url.rstrip('/')}/tune"
         return str((self.out_dir / "tune").resolve())
+
+    def probe_for(self, dataset: str, probe: ProbeChoice) -> ProbeChoice:
+        """``probe`` with the sweep's ``probe_overrides`` for ``dataset`` applied.
+
+        Order: the probe's own file, then ``probe_overrides["*"]``, then
+        ``probe_overrides[dataset]``; ``search`` replaces, ``hparams`` merge key by key.
+        """
+        search, hparams = probe.search, dict(probe.hparams)
+        for key in (ANY_DATASET, dataset):
+            body = self.probe_overrides.get(key, {}).get(probe.name)
+            if body:
+                search = body.get("search") or search
+                hparams.update(body.get("hparams") or {})
+        if search == probe.search and hparams == probe.hparams:
+            return probe
+        return ProbeChoice(probe.name, search, hparams)
 
 
 _GROUP_OVERRIDE = re.compile(r"^\+?(encoder|dataset|probe)=\[?([^\]]*)\]?$")
@@ -215,6 +266,43 @@ def _as_int(section: str, key: str, value: Any, minimum: int = 0) -> int:
     return value
 
 
+def _as_bool(section: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{section}.{key}={value!r}: expected true or false.")
+    return value
+
+
+def _probe_overrides(raw: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """The shape of ``probe_overrides`` (names are checked in :func:`validate_names`)."""
+    raw = raw or {}
+    example = "probe_overrides: {as20k: {protobin: {hparams: {prototypes_per_class: 10}}}}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"probe_overrides={raw!r}: expected a mapping, e.g. {example}.")
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for dataset, probes in raw.items():
+        if not isinstance(probes, dict):
+            raise ConfigError(
+                f"probe_overrides.{dataset}={probes!r}: expected probe -> settings, e.g. {example}."
+            )
+        for probe, body in probes.items():
+            where = f"probe_overrides.{dataset}.{probe}"
+            if not isinstance(body, dict):
+                raise ConfigError(f"{where}={body!r}: expected {{search: ..., hparams: {{...}}}}.")
+            for key in body:
+                if key not in OVERRIDE_KEYS:
+                    raise ConfigError(
+                        f"{where}: unknown key {key!r}.{did_you_mean(str(key), OVERRIDE_KEYS)} "
+                        f"Valid keys: {', '.join(OVERRIDE_KEYS)} (hyperparameters go under "
+                        f"hparams, e.g. {example})."
+                    )
+            if not isinstance(body.get("hparams") or {}, dict):
+                raise ConfigError(f"{where}.hparams={body['hparams']!r}: expected a mapping.")
+            out.setdefault(str(dataset), {})[str(probe)] = {
+                k: (dict(v) if k == "hparams" else v) for k, v in body.items() if v is not None
+            }
+    return out
+
+
 def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
     """Turn a composed config into a validated :class:`SweepConfig`."""
     for group in GROUPS:
@@ -250,6 +338,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         grace_epochs=_as_int("search", "grace_epochs", s["grace_epochs"], 1),
         reduction_factor=_as_int("search", "reduction_factor", s["reduction_factor"], 2),
         top_k=_as_int("search", "top_k", s["top_k"], 1),
+        reproducible=_as_bool("search", "reproducible", s.get("reproducible", False)),
     )
     if search.top_k > search.trials:
         raise ConfigError(
@@ -316,6 +405,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         extract_device=str(e["device"]),
         tie_rule=tie_rule,
         overrides=tuple(overrides),
+        probe_overrides=_probe_overrides(raw.get("probe_overrides")),
     )
 
 
@@ -351,25 +441,68 @@ def validate_names(cfg: SweepConfig, build_probes: bool = True) -> None:
             PROBES.check(probe.name)
     except RegistryError as err:
         raise ConfigError(str(err)) from None
+    _check_override_names(cfg, DATASETS, PROBES)
+    checked = set()
     for probe in cfg.probes:
-        space = load_space(probe.search, probe.name)
-        if build_probes:
-            _check_probe(probe, space)
+        for ds in cfg.datasets:
+            resolved = cfg.probe_for(ds.name, probe)
+            key = (resolved.name, resolved.search, repr(sorted(resolved.hparams.items())))
+            if key in checked:
+                continue
+            checked.add(key)
+            where = "" if resolved is probe else f" with probe_overrides for {ds.name}"
+            space = load_space(resolved.search, resolved.name)
+            if build_probes:
+                _check_probe(resolved, space, where)
 
 
-def _check_probe(probe: ProbeChoice, space) -> None:
+def _check_override_names(cfg: SweepConfig, datasets, probes) -> None:
+    """Every dataset, probe and hyperparameter named in ``probe_overrides`` exists."""
+    from probes import probe_hparams
+
+    for dataset, per_probe in cfg.probe_overrides.items():
+        if dataset != ANY_DATASET and dataset not in datasets:
+            valid = [ANY_DATASET, *datasets.names()]
+            raise ConfigError(
+                f"probe_overrides: unknown dataset {dataset!r}.{did_you_mean(dataset, valid)} "
+                f"Valid: {', '.join(valid)} ('*' = every dataset)."
+            )
+        for probe, body in per_probe.items():
+            if probe not in probes:
+                raise ConfigError(
+                    f"probe_overrides.{dataset}: unknown probe {probe!r}."
+                    f"{did_you_mean(probe, probes.names())} Valid probes: "
+                    f"{', '.join(probes.names())}."
+                )
+            valid = sorted(probe_hparams(probe))
+            for name in body.get("hparams") or {}:
+                if name not in valid:
+                    raise ConfigError(
+                        f"probe_overrides.{dataset}.{probe}.hparams: probe {probe!r} has no "
+                        f"hyperparameter {name!r}.{did_you_mean(name, valid)} Valid: "
+                        f"{', '.join(valid)}."
+                    )
+
+
+def _check_probe(probe: ProbeChoice, space, where: str = "") -> None:
     """Build the probe once, tiny, with its fixed and searched hyperparameters."""
-    from probes import create_probe
-
     from orchestrator.trial import TRAIN_FIELDS
+    from probes import create_probe
 
     searched = {
         p.name: (p.choices[0] if p.choices else p.low) for p in space if p.name not in TRAIN_FIELDS
     }
+    both = sorted(set(searched) & set(probe.hparams))
+    if both and where:
+        raise ConfigError(
+            f"probe {probe.name!r}{where}: {', '.join(both)} is fixed (hparams) but also searched "
+            f"by search space {probe.search!r}; fix it with a space that does not search it, e.g. "
+            f"{{search: default, hparams: {{{both[0]}: ...}}}}."
+        )
     try:
         create_probe(probe.name, embed_dim=8, num_classes=2, **probe.hparams, **searched)
     except (TypeError, ValueError) as err:
         raise ConfigError(
             f"probe {probe.name!r} (sweeps/probe/{probe.name}.yaml, search space "
-            f"{probe.search!r}): {err}"
+            f"{probe.search!r}{where}): {err}"
         ) from None

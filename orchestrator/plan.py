@@ -36,6 +36,7 @@ class Study:
     dataset: DatasetChoice
     probe: ProbeChoice
     settings: str = ""  # fingerprint of the training, search and seed settings
+    dataset_version: str = ""  # the catalog's version: a changed data protocol is a new study
 
     @property
     def backbone(self) -> str:
@@ -52,6 +53,7 @@ class Study:
                 self.dataset.name,
                 self.dataset.source,
                 self.dataset.options,
+                self.dataset_version,
                 self.probe.name,
                 self.probe.search,
                 self.probe.hparams,
@@ -88,7 +90,15 @@ class Plan:
             f"{cfg.ray.cpus_per_trial:g} CPU + {cfg.ray.gpus_per_trial:g} GPU per trial, "
             f"{cfg.ray.cpus_per_extraction:g} CPU + {cfg.ray.gpus_per_extraction:g} GPU per "
             "extraction",
+            f"  reproducible:    {'yes' if cfg.search.reproducible else 'no'}",
         ]
+        if cfg.probe_overrides:
+            lines.append("  probe settings per dataset (probe_overrides):")
+            lines += [
+                f"    {ds} / {probe}: {body}"
+                for ds, per in cfg.probe_overrides.items()
+                for probe, body in per.items()
+            ]
         per_trial = cfg.search.trials + cfg.search.top_k * len(cfg.seeds)
         for title, key in (
             ("per encoder", lambda s: s.backbone),
@@ -136,12 +146,23 @@ def make_plan(cfg: SweepConfig) -> Plan:
         for ds in cfg.datasets
         for split in SPLITS
     )
-    settings = {probe.name: settings_fingerprint(cfg, probe) for probe in cfg.probes}
+    # Probe settings per dataset (cfg.probe_overrides) are applied here, so they enter the
+    # study id; the settings fingerprint depends on the search space, read once per space.
+    resolved = {
+        (ds.name, p.name): cfg.probe_for(ds.name, p) for ds in cfg.datasets for p in cfg.probes
+    }
+    settings: dict[str, str] = {}
+    for probe in resolved.values():
+        if probe.search not in settings:
+            settings[probe.search] = settings_fingerprint(cfg, probe)
+    from orchestrator.datasets import DATASETS
+
+    versions = {ds.name: DATASETS.get(ds.name).version for ds in cfg.datasets}
     studies = tuple(
-        Study(enc, ds, probe, settings[probe.name])
+        Study(enc, ds, probe, settings[probe.search], versions[ds.name])
         for enc in cfg.encoders
         for ds in cfg.datasets
-        for probe in cfg.probes
+        for probe in (resolved[(ds.name, p.name)] for p in cfg.probes)
     )
     return Plan(
         extractions=extractions,

@@ -157,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--baseline", default="linear", help="baseline probe for the gap")
     parser.add_argument(
+        "--datasets",
+        default="",
+        metavar="A,B,...",
+        help="datasets the win matrices, ranks and tests count (default: every dataset of the "
+        "results, i.e. the paper's 14 for full_benchmark/paper)",
+    )
+    parser.add_argument(
         "--bootstrap",
         type=int,
         default=2000,
@@ -181,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             compare_probes=tuple(args.compare_probes),
             finetune_refs=tuple(args.finetune_ref),
             baseline=args.baseline,
+            datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()),
             n_boot=args.bootstrap,
             seed=args.seed,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
         help="continue an interrupted sweep in its output folder (re-running does too)",
     )
     p.add_argument("--list", action="store_true", help="list encoders, datasets, probes and sweeps")
+    p.add_argument(
+        "--config-dir",
+        help="a sweeps folder used instead of the packaged one (sets UNMUTE_SWEEPS)",
+    )
     return p
 
 
@@ -285,13 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     from orchestrator.config import ConfigError, list_sweeps, load
 
-    if args.list:
-        print(list_registered())
-        return 0
-    if not args.name:
-        print(f"error: give a sweep name ({', '.join(list_sweeps())}) or --list", file=sys.stderr)
-        return 2
+    if args.config_dir:  # through the environment, so Ray workers started here see it too
+        os.environ["UNMUTE_SWEEPS"] = str(Path(args.config_dir).expanduser().resolve())
     try:
+        if args.list:
+            print(list_registered())
+            return 0
+        if not args.name:
+            print(
+                f"error: give a sweep name ({', '.join(list_sweeps())}) or --list", file=sys.stderr
+            )
+            return 2
         cfg = load(args.name, args.overrides, out_dir=args.out, build_probes=not args.dry_run)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -15,6 +15,9 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "CheckpointError": "probes.checkpoint",
+    "load_probe": "probes.checkpoint",
+    "save_probe": "probes.checkpoint",
     "PROBES": "probes.factory",
     "create_probe": "probes.factory",
     "probe_hparams": "probes.factory",
@@ -30,7 +33,7 @@ _LAZY = {
     "predict": "probes.train",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(_LAZY)  # noqa: PLE0605 - the lazy names
 
 
 def __getattr__(name: str) -> Any:

@@ -59,5 +59,8 @@ def create_probe(name: str, embed_dim: int, num_classes: int, **hparams: Any) ->
                 f"Valid hyperparameters: {choices}."
             )
     probe = cls(embed_dim=embed_dim, num_classes=num_classes, **hparams)
+    # What probes.checkpoint needs to rebuild this head: its registry name and constructor kwargs.
+    probe.probe_name = name
+    probe.init_kwargs = {"embed_dim": embed_dim, "num_classes": num_classes, **hparams}
     logger.debug("created probe %s (D=%d, C=%d, %s)", name, embed_dim, num_classes, hparams)
     return probe

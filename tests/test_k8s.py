@@ -1,7 +1,21 @@
-"""The Kubernetes manifests validate against the KubeRay v1.7 CRD schemas (shared/kuberay-crds)."""
+"""The Kubernetes deployment (k8s/, Dockerfile) is valid and consistent, offline.
+
+Overlays are rendered by kustomize (``kubectl kustomize``), every object is validated strictly
+against the Kubernetes OpenAPI schemas (kubernetes-validate) and RayCluster / RayJob against the
+KubeRay v1.7 CRD schemas from ``$KUBERAY_CRD_DIR`` (default ``../shared/kuberay-crds`` beside the
+clone), with unknown fields refused as ``kubectl apply --validate=strict`` does. The consistency
+checks catch drift between the image, the manifests, pyproject, the sweeps and the README.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
+import os
+import re
+import shutil
+import subprocess
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -9,39 +23,376 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-CRDS = ROOT.parent / "shared" / "kuberay-crds"
-MANIFESTS = sorted((ROOT / "k8s").glob("*.yaml"))
-KIND_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
+K8S = ROOT / "k8s"
+CRD_DIR = Path(os.environ.get("KUBERAY_CRD_DIR") or ROOT.parent / "shared" / "kuberay-crds")
+CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
+RAY_KINDS = set(CRD_FILES)
+K8S_VERSION = "1.32.0"  # the oldest Kubernetes the manifests target (KubeRay v1.7 supports it)
+OVERLAYS = {"cpu-smoke": "quickstart", "gpu": "full_benchmark"}
+KUSTOMIZATIONS = ["base", "base/cluster", *(f"overlays/{o}" for o in OVERLAYS)]
+PLACEHOLDER = "REPLACE_ME"
+# Kubernetes objects, not kustomize inputs (kustomization files, JSON patches).
+MANIFEST_FILES = sorted(
+    p
+    for p in K8S.rglob("*.yaml")
+    if p.name != "kustomization.yaml"
+    and all(isinstance(d, dict) and "kind" in d for d in yaml.safe_load_all(p.read_text()) if d)
+)
+
+needs_crds = pytest.mark.skipif(
+    not CRD_DIR.is_dir(), reason=f"KubeRay CRDs not found at {CRD_DIR} (set KUBERAY_CRD_DIR)"
+)
 
 
-def _schema(kind: str) -> dict:
-    crd = yaml.safe_load((CRDS / KIND_FILES[kind]).read_text())
+def _kustomize_cmd() -> list[str] | None:
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    return None
+
+
+needs_kustomize = pytest.mark.skipif(
+    _kustomize_cmd() is None, reason="neither kubectl nor kustomize is installed"
+)
+
+
+@functools.cache
+def render(kustomization: str) -> tuple[dict, ...]:
+    """The objects kustomize renders from ``k8s/<kustomization>``."""
+    cmd = [*_kustomize_cmd(), str(K8S / kustomization)]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stderr}"
+    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
+
+
+def _one(docs, kind: str, name: str | None = None) -> dict:
+    found = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def _strict(schema):
+    """Refuse unknown fields, as the API server's strict field validation does."""
+    if isinstance(schema, dict):
+        schema = {k: _strict(v) for k, v in schema.items()}
+        if (
+            schema.get("type") == "object"
+            and "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@functools.cache
+def crd_validator(kind: str) -> jsonschema.protocols.Validator:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are 1 MB of YAML
+    crd = yaml.load((CRD_DIR / CRD_FILES[kind]).read_text(), Loader=loader)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return version["schema"]["openAPIV3Schema"]
+    schema = _strict(version["schema"]["openAPIV3Schema"])
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
-@pytest.mark.skipif(not CRDS.exists(), reason=f"KubeRay CRDs not found at {CRDS}")
-@pytest.mark.parametrize("path", MANIFESTS, ids=[p.name for p in MANIFESTS])
-def test_manifest_is_valid_kuberay(path):
+def _cluster_spec(doc: dict) -> dict:
+    return doc["spec"]["rayClusterSpec"] if doc["kind"] == "RayJob" else doc["spec"]
+
+
+def _pod_templates(doc: dict) -> list[tuple[str, dict]]:
+    """(role, pod template) of every pod a RayCluster / RayJob creates."""
+    spec = _cluster_spec(doc)
+    pods = [("head", spec["headGroupSpec"]["template"])]
+    pods += [(g["groupName"], g["template"]) for g in spec["workerGroupSpecs"]]
+    if doc["kind"] == "RayJob" and "submitterPodTemplate" in doc["spec"]:
+        pods.append(("submitter", doc["spec"]["submitterPodTemplate"]))
+    return pods
+
+
+def validate(doc: dict) -> None:
+    """Strict schema validation of one object (Kubernetes kinds and KubeRay kinds)."""
+    import kubernetes_validate
+
+    if doc["kind"] in RAY_KINDS:
+        crd_validator(doc["kind"]).validate(doc)
+        for role, template in _pod_templates(doc):  # the CRD leaves pod specs loosely typed
+            pod = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": role}}
+            kubernetes_validate.validate({**pod, "template": template}, K8S_VERSION, strict=True)
+    else:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def _all_rendered():
+    return [(k, d) for k in KUSTOMIZATIONS for d in render(k)]
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _dockerfile_args() -> dict[str, str]:
+    text = (ROOT / "Dockerfile").read_text()
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.MULTILINE))
+
+
+# --- schemas ---------------------------------------------------------------------------------
+
+
+@needs_crds
+@pytest.mark.parametrize(
+    "path", MANIFEST_FILES, ids=[str(p.relative_to(K8S)) for p in MANIFEST_FILES]
+)
+def test_every_manifest_file_validates_strictly(path):
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     assert docs, f"{path} holds no object"
     for doc in docs:
-        assert doc["apiVersion"] == "ray.io/v1"
-        jsonschema.validate(doc, _schema(doc["kind"]))
+        validate(doc)
 
 
-@pytest.mark.skipif(not CRDS.exists(), reason=f"KubeRay CRDs not found at {CRDS}")
-def test_validation_catches_a_broken_manifest():
-    doc = yaml.safe_load((ROOT / "k8s" / "rayjob-full-benchmark.yaml").read_text())
-    del doc["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["groupName"]
+@needs_crds
+@needs_kustomize
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_rendered_object_validates_strictly(kustomization):
+    docs = render(kustomization)
+    assert docs
+    for doc in docs:
+        validate(doc)
+
+
+@needs_crds
+def test_validation_catches_broken_manifests():
+    import kubernetes_validate
+
+    job = yaml.safe_load((K8S / "base" / "rayjob.yaml").read_text())
+    missing = copy.deepcopy(job)
+    del missing["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["groupName"]
     with pytest.raises(jsonschema.ValidationError, match="groupName"):
-        jsonschema.validate(doc, _schema("RayJob"))
+        validate(missing)
+    typo = copy.deepcopy(job)
+    typo["spec"]["rayClusterSpec"]["authOption"] = {"mode": "token"}
+    with pytest.raises(jsonschema.ValidationError, match="authOption"):
+        validate(typo)
+    pod_typo = copy.deepcopy(job)
+    head = pod_typo["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    head["containers"][0]["envFrm"] = head["containers"][0].pop("envFrom")
+    with pytest.raises((jsonschema.ValidationError, kubernetes_validate.ValidationError)) as err:
+        validate(pod_typo)
+    assert "envFrm" in str(err.value)
 
 
-def test_rayjob_runs_a_registered_sweep():
-    from orchestrator.config import list_sweeps
+# --- consistency -----------------------------------------------------------------------------
 
-    doc = yaml.safe_load((ROOT / "k8s" / "rayjob-full-benchmark.yaml").read_text())
-    words = doc["spec"]["entrypoint"].split()
+
+def test_ray_and_python_versions_agree():
+    project = _pyproject()
+    ray_pin = next(d for d in project["project"]["dependencies"] if d.startswith("ray["))
+    pinned = re.search(r"==(\d+\.\d+)", ray_pin).group(1)
+    args = _dockerfile_args()
+    assert args["RAY_VERSION"].startswith(pinned + "."), (args["RAY_VERSION"], ray_pin)
+    python = re.search(r">=\s*(\d+)\.(\d+)", project["project"]["requires-python"]).groups()
+    assert args["PYTHON_TAG"] == "py" + "".join(python)
+    assert project["tool"]["ruff"]["target-version"] == args["PYTHON_TAG"]
+    import ray
+
+    assert ray.__version__ == args["RAY_VERSION"], "the tests run another Ray than the image"
+    for path in MANIFEST_FILES:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] in RAY_KINDS:
+                assert _cluster_spec(doc)["rayVersion"] == args["RAY_VERSION"], path
+
+
+def test_dockerfile_builds_the_wheel_on_the_ray_image_as_non_root():
+    text = (ROOT / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)
+    assert len(froms) == 2, "multi-stage: one stage builds the wheel, one installs it"
+    assert all(f == "rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-gpu" for f in froms)
+    assert "pip wheel" in text and "pip install" in text
+    user = re.findall(r"^USER (\S+)", text, flags=re.MULTILINE)
+    assert user and user[-1].split(":")[0] not in ("0", "root")
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    assert ignore[ignore.index("**") if "**" in ignore else 0] == "**", "ignore all, then allow"
+    for needed in ("setup.py", "pyproject.toml", "sweeps/**", "orchestrator/**"):
+        assert f"!{needed}" in ignore
+
+
+@needs_kustomize
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_images_carry_the_package_version(overlay):
+    version = _pyproject()["project"]["version"]
+    for doc in render(f"overlays/{overlay}"):
+        for image in re.findall(r"'image': '([^']+)'", str(doc)):
+            if "unmute-bench" in image:
+                assert image.endswith(f"unmute-bench:{version}"), (doc["metadata"]["name"], image)
+
+
+@needs_kustomize
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_entrypoint_runs_the_overlays_sweep(overlay):
+    from orchestrator.config import list_sweeps, load
+
+    job = _one(render(f"overlays/{overlay}"), "RayJob")
+    words = job["spec"]["entrypoint"].split()
     assert words[:3] == ["python", "-m", "orchestrator.sweep"]
-    assert words[3] in list_sweeps()
+    assert words[3] == OVERLAYS[overlay] and words[3] in list_sweeps()
+    load(words[3], [w for w in words[4:] if not w.startswith("--")])  # overrides validate
+
+
+@needs_kustomize
+def test_gpu_overlay_stages_what_full_benchmark_needs():
+    from orchestrator.config import load
+
+    env = _one(render("overlays/gpu"), "ConfigMap", "unmute-bench-env")["data"]
+    cfg = load("full_benchmark")
+    encoders = {e.name for e in cfg.encoders}
+    assert set(env["UNMUTE_STAGE_DATASETS"].split()) == {d.name for d in cfg.datasets}
+    assert set(env["UNMUTE_STAGE_ENCODERS"].split()) == encoders
+    for name in encoders:
+        location = env.get(f"{name.upper()}_CHECKPOINT", "")
+        assert location.startswith(env["UNMUTE_HOME"] + "/checkpoints/"), (name, location)
+
+
+@needs_kustomize
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_secret_reference_has_a_template_with_placeholders(overlay):
+    templates = {}
+    for path in sorted((K8S / "secrets").glob("*.template.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        assert doc["kind"] == "Secret"
+        for key, value in doc["stringData"].items():
+            assert key == "username" or PLACEHOLDER in value, (
+                f"{path.name}: {key} is not a placeholder"
+            )
+        templates[doc["metadata"]["name"]] = set(doc["stringData"])
+    docs = render(f"overlays/{overlay}")
+    assert not [d for d in docs if d["kind"] == "Secret"], "Secrets are applied from templates"
+    refs: set[tuple[str, str | None]] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "secretKeyRef" in node:
+                refs.add((node["secretKeyRef"]["name"], node["secretKeyRef"]["key"]))
+            if "secretRef" in node:
+                refs.add((node["secretRef"]["name"], None))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for doc in docs:
+        walk(doc)
+        if doc["kind"] in RAY_KINDS:
+            refs.add((_cluster_spec(doc)["authOptions"]["secretName"], "auth_token"))
+    assert refs
+    for name, key in sorted(refs, key=str):
+        assert name in templates, f"no k8s/secrets template for Secret {name}"
+        assert key is None or key in templates[name], f"template of {name} lacks key {key}"
+
+
+def test_every_environment_variable_the_code_reads_is_documented():
+    readme = (ROOT / "README.md").read_text()
+    used = set()
+    for folder in ("orchestrator", "backbones", "probes", "sweeps", "k8s"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in (".py", ".yaml"):
+                used |= set(re.findall(r"\bUNMUTE_[A-Z_]*[A-Z]\b", path.read_text()))
+    contract = {"UNMUTE_HOME", "UNMUTE_OUT_ROOT", "UNMUTE_DATA", "UNMUTE_STORE",
+                "UNMUTE_TUNE_STORAGE", "UNMUTE_NODE_CACHE", "UNMUTE_SWEEPS"}  # fmt: skip
+    assert contract <= used | contract
+    undocumented = sorted(v for v in used | contract if f"`{v}" not in readme)
+    assert not undocumented, f"document in README.md: {undocumented}"
+
+
+@needs_kustomize
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_environment_is_one_shared_definition(overlay):
+    docs = render(f"overlays/{overlay}")
+    env = _one(docs, "ConfigMap", "unmute-bench-env")["data"]
+    for name in ("UNMUTE_HOME", "UNMUTE_OUT_ROOT", "UNMUTE_DATA", "UNMUTE_STORE",
+                 "UNMUTE_TUNE_STORAGE", "UNMUTE_NODE_CACHE", "MLFLOW_TRACKING_URI",
+                 "AWS_ENDPOINT_URL"):  # fmt: skip
+        assert env.get(name), f"{name} missing from the unmute-bench-env ConfigMap"
+    for name in ("UNMUTE_OUT_ROOT", "UNMUTE_DATA", "UNMUTE_STORE", "UNMUTE_TUNE_STORAGE"):
+        assert env[name].startswith(env["UNMUTE_HOME"] + "/"), f"{name} must live on S3"
+    expected = [
+        {"configMapRef": {"name": "unmute-bench-env"}},
+        {"secretRef": {"name": "unmute-bench-s3"}},
+    ]
+    job = _one(docs, "RayJob")
+    cluster = _one(render("base/cluster"), "RayCluster")
+    stage = _one(docs, "Job", "unmute-bench-stage")
+    pods = [*_pod_templates(job), *_pod_templates(cluster), ("stage", stage["spec"]["template"])]
+    for role, template in pods:
+        spec = template["spec"]
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            if c["name"] == "ray-job-submitter":
+                continue  # KubeRay's `ray job submit`: talks to the dashboard only
+            assert c.get("envFrom") == expected and not c.get("env"), (role, c["name"])
+
+
+@needs_kustomize
+def test_rayjob_and_raycluster_do_not_drift():
+    """The gpu RayJob's cluster is the long-lived RayCluster, field for field."""
+    job = _one(render("overlays/gpu"), "RayJob")
+    cluster = _one(render("base/cluster"), "RayCluster")
+
+    def same_registry(spec):  # the overlay names your registry; base/cluster the bare image
+        return yaml.safe_load(
+            re.sub(r"image: \S*/unmute-bench:", "image: unmute-bench:", yaml.safe_dump(spec))
+        )
+
+    assert same_registry(job["spec"]["rayClusterSpec"]) == same_registry(cluster["spec"])
+
+
+@needs_kustomize
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ray_pods_are_scheduled_and_secured(overlay):
+    docs = render(f"overlays/{overlay}")
+    job = _one(docs, "RayJob")
+    spec = _cluster_spec(job)
+    assert spec["authOptions"]["mode"] == "token"
+    assert spec["enableInTreeAutoscaling"] is True
+    head = spec["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    assert head["serviceType"] == "ClusterIP"
+    assert job["spec"]["backoffLimit"] >= 1 and job["spec"]["shutdownAfterJobFinishes"]
+    assert all(d["spec"]["type"] == "ClusterIP" for d in docs if d["kind"] == "Service")
+    env = _one(docs, "ConfigMap", "unmute-bench-env")["data"]
+    for group in spec["workerGroupSpecs"]:
+        assert group["minReplicas"] == 0
+    for role, template in _pod_templates(job)[:-1]:
+        pod = template["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        (c,) = pod["containers"]
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory", role
+        cache = [p for p in mounts if env["UNMUTE_NODE_CACHE"].startswith(p + "/")]
+        assert cache, f"{role}: UNMUTE_NODE_CACHE is not on a mounted volume"
+        assert c["resources"]["requests"] == c["resources"]["limits"] or overlay == "gpu"
+    if overlay == "gpu":
+        (group,) = spec["workerGroupSpecs"]
+        pod = group["template"]["spec"]
+        resources = pod["containers"][0]["resources"]
+        assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"]
+        assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+        assert pod["nodeSelector"]
+
+
+@needs_kustomize
+def test_mlflow_server_uses_postgres_and_proxied_s3_artifacts():
+    docs = render("overlays/gpu")
+    env = _one(docs, "ConfigMap", "unmute-bench-env")["data"]
+    server = _one(docs, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
+    args = " ".join(server["args"])
+    assert "--serve-artifacts" in args and "--artifacts-destination=$(UNMUTE_HOME)/" in args
+    assert env["UNMUTE_HOME"].startswith("s3://")
+    uri = next(e for e in server["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI")
+    assert uri["valueFrom"]["secretKeyRef"]["name"] == "unmute-bench-postgres"
+    template = yaml.safe_load((K8S / "secrets" / "postgres.template.yaml").read_text())
+    assert template["stringData"]["uri"].startswith("postgresql://")
+    assert _one(docs, "StatefulSet", "postgres")["spec"]["volumeClaimTemplates"]
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
