@@ -189,18 +189,26 @@ def _absolute(location: str) -> str:
 
 def _as_float(section: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{section}.{key}={value!r}: expected a number >= 0.")
+        raise ConfigError(
+            f"{section}.{key}={value!r}: expected a number >= 0; pass e.g. {section}.{key}=1."
+        )
     return float(value)
 
 
 def _as_int(section: str, key: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{section}.{key}={value!r}: expected an integer >= {minimum}.")
+        raise ConfigError(
+            f"{section}.{key}={value!r}: expected an integer >= {minimum}; pass e.g. "
+            f"{section}.{key}={max(minimum, 1)}."
+        )
     return value
 
 
 def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
     """Turn a composed config into a validated :class:`SweepConfig`."""
+    from orchestrator.validate import check_unused_keys
+
+    check_unused_keys(raw)
     for group in GROUPS:
         if not raw.get(group):
             raise ConfigError(
@@ -253,9 +261,16 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
             f"tie_rule={tie_rule!r} is not a tie rule.{did_you_mean(tie_rule, TIE_RULES)} "
             f"Valid: {', '.join(TIE_RULES)}."
         )
-    if t["warmup_epochs"] > t["epochs"]:
+    train = TrainSettings(
+        epochs=_as_int("train", "epochs", t["epochs"], 1),
+        batch_size=_as_int("train", "batch_size", t["batch_size"], 1),
+        warmup_epochs=_as_int("train", "warmup_epochs", t["warmup_epochs"]),
+        device=str(t["device"]),
+    )
+    if train.warmup_epochs > train.epochs:
         raise ConfigError(
-            f"train.warmup_epochs={t['warmup_epochs']} exceeds train.epochs={t['epochs']}."
+            f"train.warmup_epochs={train.warmup_epochs} exceeds train.epochs={train.epochs}; "
+            "lower train.warmup_epochs."
         )
     out_dir = Path(raw["out_dir"]).resolve()
     return SweepConfig(
@@ -285,12 +300,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         ),
         search=search,
         seeds=seeds,
-        train=TrainSettings(
-            epochs=_as_int("train", "epochs", t["epochs"], 1),
-            batch_size=_as_int("train", "batch_size", t["batch_size"], 1),
-            warmup_epochs=_as_int("train", "warmup_epochs", t["warmup_epochs"]),
-            device=str(t["device"]),
-        ),
+        train=train,
         extract_batch_size=_as_int("extract", "batch_size", e["batch_size"], 1),
         extract_device=str(e["device"]),
         tie_rule=tie_rule,
@@ -309,7 +319,6 @@ def validate_names(cfg: SweepConfig) -> None:
     """Check every encoder, dataset, probe and search space before any Ray work."""
     from backbones import BACKBONES
     from orchestrator.datasets import DATASETS
-    from orchestrator.search import load_space
     from probes import PROBES
     from probes.registry import RegistryError
 
@@ -322,23 +331,6 @@ def validate_names(cfg: SweepConfig) -> None:
             PROBES.check(probe.name)
     except RegistryError as err:
         raise ConfigError(str(err)) from None
-    for probe in cfg.probes:
-        _check_probe(probe, load_space(probe.search, probe.name))
+    from orchestrator.validate import validate_values
 
-
-def _check_probe(probe: ProbeChoice, space) -> None:
-    """Build the probe once, tiny, with its fixed and searched hyperparameters."""
-    from probes import create_probe
-
-    from orchestrator.trial import TRAIN_FIELDS
-
-    searched = {
-        p.name: (p.choices[0] if p.choices else p.low) for p in space if p.name not in TRAIN_FIELDS
-    }
-    try:
-        create_probe(probe.name, embed_dim=8, num_classes=2, **probe.hparams, **searched)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(
-            f"probe {probe.name!r} (sweeps/probe/{probe.name}.yaml, search space "
-            f"{probe.search!r}): {err}"
-        ) from None
+    validate_values(cfg)

@@ -91,7 +91,29 @@ def _init_ray(address: str) -> bool:
 
 
 def run(cfg, resume: bool = False) -> int:
-    """Run a validated sweep; return the process exit code."""
+    """Run a validated sweep holding its output folder's lock; return the process exit code."""
+    from orchestrator.outlock import OutDirBusy, OutDirLock
+
+    if resume and not (cfg.out_dir / "sweep.json").exists():
+        log.error(
+            "--resume: nothing to resume in %s (no sweep.json: this sweep never started there); "
+            "run without --resume.",
+            cfg.out_dir,
+        )
+        return 2
+    try:
+        lock = OutDirLock(cfg.out_dir).acquire()
+    except OutDirBusy as err:
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        return _run_locked(cfg)
+    finally:
+        lock.release()
+
+
+def _run_locked(cfg) -> int:
     import polars as pl
     import ray
     from tqdm import tqdm
@@ -104,13 +126,6 @@ def run(cfg, resume: bool = False) -> int:
 
     plan = make_plan(cfg)
     marker = cfg.out_dir / "sweep.json"
-    if resume and not marker.exists():
-        log.error(
-            "--resume: nothing to resume in %s (no sweep.json: this sweep never started there); "
-            "run without --resume.",
-            cfg.out_dir,
-        )
-        return 2
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
         marker.write_text(
@@ -198,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from orchestrator.config import ConfigError, list_sweeps, load
+    from orchestrator.validate import check_environment
 
     if args.list:
         print(list_registered())
@@ -215,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print(make_plan(cfg).describe(cfg))
         return 0
+    try:
+        check_environment(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return run(cfg, resume=args.resume)
 
 
