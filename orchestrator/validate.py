@@ -360,9 +360,27 @@ def check_local_resources(cfg: SweepConfig) -> None:
             )
 
 
+def check_data(cfg: SweepConfig) -> None:
+    """Every metadata problem of every dataset, before any task (generated data is made here)."""
+    from orchestrator.datasets.checks import check_dataset, format_problems
+
+    found = []
+    for ds in cfg.datasets:
+        spec = check_dataset_choice(ds)
+        problems = check_dataset(spec, cfg.data_root)
+        if problems:
+            found.append(format_problems(spec, problems))
+    if found:
+        raise ConfigError(
+            "\n".join(found) + "\nFix the metadata (`python -m orchestrator.data NAME --check` "
+            "lists the same problems) and run again."
+        )
+
+
 def check_environment(cfg: SweepConfig) -> None:
-    """Files and machine: output folder, checkpoints, dataset sources, local resources."""
+    """Files, data and machine: output folder, checkpoints, sources, metadata, local resources."""
     check_out_dir(cfg.out_dir)
     check_checkpoints(cfg)
     check_sources(cfg)
     check_local_resources(cfg)
+    check_data(cfg)
