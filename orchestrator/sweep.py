@@ -118,6 +118,7 @@ def _run_locked(cfg) -> int:
     import ray
     from tqdm import tqdm
 
+    from orchestrator import skipped as skipped_clips
     from orchestrator.plan import make_plan
     from orchestrator.provenance import provenance_tags
     from orchestrator.report import write_report
@@ -144,6 +145,8 @@ def _run_locked(cfg) -> int:
         log.info("MLflow: %s, experiment %r", cfg.tracking_uri, cfg.experiment)
         log.info("extracting token maps (%d jobs)", len(plan.extractions))
         extracted = run_extractions(cfg)
+        skipped = skipped_clips.collect_skipped(cfg.store_url, extracted)
+        skipped_clips.write_skipped(cfg.out_dir, skipped)
         frames = []
         progress = tqdm(total=len(plan.studies), desc="studies", unit="study")
         for study, rows, error in run_studies(cfg, plan.studies, extracted):
@@ -168,6 +171,7 @@ def _run_locked(cfg) -> int:
         paths = write_report(
             results, cfg.out_dir / "report", tie_rule=cfg.tie_rule, expected=expected
         )
+        skipped_clips.append_to_report(paths.get("report"), skipped)
         sweep_run = tracker.ensure_run(
             f"{cfg.name}-report",
             {**provenance_tags(), "overrides": " ".join(cfg.overrides)},
@@ -181,9 +185,14 @@ def _run_locked(cfg) -> int:
                 "studies_finished": len(frames),
                 "studies_failed": len(failed),
                 "wall_seconds": time.monotonic() - started_at,
+                **skipped_clips.metrics(skipped),
             },
         )
-        tracker.log_artifacts(sweep_run, [cfg.out_dir / "results.csv", *paths.values()], "report")
+        tracker.log_artifacts(
+            sweep_run,
+            [cfg.out_dir / "results.csv", cfg.out_dir / skipped_clips.FILE, *paths.values()],
+            "report",
+        )
         tracker.finish(sweep_run, "FINISHED" if not failed else "FAILED")
         _print_summary(cfg, paths, failed, time.monotonic() - started_at)
         return 1 if failed else 0
