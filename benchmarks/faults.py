@@ -125,8 +125,9 @@ DETECT: dict[str, Callable[[Run], bool]] = {
     "generation": lambda r: any(r.data.glob(".*.tmp-*/audio/*/*")),
     "extraction": lambda r: any(r.store.rglob("done.json")) or any(r.store.rglob("manifest.json")),
     "search": lambda r: any(not _is_final(p) for p in _results_json(r)),
-    "final": lambda r: any(_is_final(p) for p in _results_json(r))
-    or any(r.out.glob("studies/*/final.parquet")),
+    "final": lambda r: (
+        any(_is_final(p) for p in _results_json(r)) or any(r.out.glob("studies/*/final.parquet"))
+    ),
     "report": lambda r: (r.out / "report").exists() or (r.out / "results.csv").exists(),
 }
 

@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class OutDirLock:
         self.path = self.out_dir / LOCK_FILE
         self.fd: int | None = None
 
-    def acquire(self) -> OutDirLock:
+    def acquire(self) -> Self:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -106,7 +106,7 @@ class OutDirLock:
         os.close(self.fd)
         self.fd = None
 
-    def __enter__(self) -> OutDirLock:
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -71,7 +71,12 @@ def summary(rows: list[dict]) -> list[dict]:
     for r in rows:
         by[(r["dataset"], r["split"])].setdefault(r["id"], r["error"])
     return [
-        {"dataset": d, "split": s, "skipped": len(clips), "examples": list(clips.items())[:EXAMPLES]}
+        {
+            "dataset": d,
+            "split": s,
+            "skipped": len(clips),
+            "examples": list(clips.items())[:EXAMPLES],
+        }
         for (d, s), clips in sorted(by.items())
     ]
 
@@ -84,8 +89,10 @@ def markdown(rows: list[dict]) -> str:
         lines.append("No clip was skipped: every clip of every split was decoded.")
         return "\n".join(lines) + "\n"
     lines += [
-        "Clips that could not be decoded were left out of the token maps (and so of training "
-        f"and scoring); the full list is in `{FILE}`.",
+        (
+            "Clips that could not be decoded were left out of the token maps (and so of "
+            f"training and scoring); the full list is in `{FILE}`."
+        ),
         "",
         "| dataset | split | skipped | examples |",
         "|---|---|---:|---|",

@@ -64,9 +64,12 @@ def _unknown(raw: dict[str, Any], schema: dict[str, Any], prefix: str) -> Iterab
         path = f"{prefix}{key}"
         if key not in schema:
             yield path
-        elif isinstance(schema[key], dict) and not schema[key].get("__free__"):
-            if isinstance(value, dict):
-                yield from _unknown(value, schema[key], f"{path}.")
+        elif (
+            isinstance(schema[key], dict)
+            and not schema[key].get("__free__")
+            and isinstance(value, dict)
+        ):
+            yield from _unknown(value, schema[key], f"{path}.")
 
 
 def check_unused_keys(raw: dict[str, Any]) -> None:
@@ -143,7 +146,7 @@ def check_encoder(enc: Any) -> None:
     from backbones.factory import OVERRIDES
 
     where = f"encoder {enc.name!r} (encoder_defaults.overrides or encoder.{enc.name}.overrides)"
-    for key, value in enc.overrides.items():
+    for key in enc.overrides:
         if key not in OVERRIDES:
             raise ConfigError(
                 f"{where}: unknown override {key!r}.{did_you_mean(key, OVERRIDES)} Valid "
@@ -167,15 +170,31 @@ def check_encoder(enc: Any) -> None:
     if "trust_pickle" in o and not isinstance(o["trust_pickle"], bool):
         raise ConfigError(f"{where}: trust_pickle={o['trust_pickle']!r} must be true or false.")
     if "asit_branch" in o and o["asit_branch"] not in ("teacher", "student"):
-        raise ConfigError(
-            f"{where}: asit_branch={o['asit_branch']!r}; valid: teacher, student."
-        )
+        raise ConfigError(f"{where}: asit_branch={o['asit_branch']!r}; valid: teacher, student.")
 
 
 def check_dataset_choice(ds: Any) -> Any:
     """The dataset's options (unknown ones refused) -> its spec."""
-    from orchestrator.datasets import DatasetError, get_dataset
+    from orchestrator.datasets import DATASETS, DatasetError, get_dataset
 
+    defaults = DATASETS.get(ds.name).opts
+    for key, value in ds.options.items():
+        want = defaults.get(key)
+        if want is None or value is None:
+            continue
+        if isinstance(want, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(want, (int, float)):
+            ok = isinstance(value, (int, float) if isinstance(want, float) else int)
+            ok = ok and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, type(want))
+        if not ok:
+            raise ConfigError(
+                f"dataset {ds.name!r}: option {key}={value!r} should be a "
+                f"{type(want).__name__} like the default {want!r}; fix "
+                f"dataset.{ds.name}.options.{key}."
+            )
     try:
         return get_dataset(ds.name, source=ds.source, **ds.options)
     except (DatasetError, TypeError, ValueError) as err:

@@ -80,7 +80,9 @@ def _check_native(spec: DatasetSpec, root: str) -> list[Problem]:
     except (DatasetError, KeyError, ValueError, OSError) as err:
         return [Problem(root, f"{type(err).__name__}: {err}", kind="unreadable metadata")]
     rows = [
-        (f"record {r.id!r}", split, r.id, r.labels) for split, recs in by_split.items() for r in recs
+        (f"record {r.id!r}", split, r.id, r.labels)
+        for split, recs in by_split.items()
+        for r in recs
     ]
     return _check_rows(spec, root, rows, classes, has_rows=True)
 
@@ -169,7 +171,9 @@ def _labels(
     """Class indices of a label cell; unknown names and out-of-range indices are problems."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
         return ()
-    items: Iterable[Any] = value if isinstance(value, (list, tuple)) else str(value).split(LABEL_SEP)
+    items: Iterable[Any] = (
+        value if isinstance(value, (list, tuple)) else str(value).split(LABEL_SEP)
+    )
     out, bad = set(), []
     for item in items:
         item = item.strip() if isinstance(item, str) else item
@@ -273,9 +277,11 @@ def _check_rows(
         name = file if line is not None else f"{file} {where}"
         if rid and rid in first:
             at, other = first[rid]
-            across = f" (in split {other!r}, here {split!r}: shared between splits)" if (
-                other != split
-            ) else ""
+            across = (
+                f" (in split {other!r}, here {split!r}: shared between splits)"
+                if (other != split)
+                else ""
+            )
             problems.append(
                 Problem(name, f"duplicate id {rid!r}, first at {at}{across}; ids must be unique.",
                         line, "id", kind="duplicate id")

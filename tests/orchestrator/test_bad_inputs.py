@@ -65,6 +65,8 @@ CASES = [
      ["/nonexistent/data", "dataset.synth_events.source"]),
     ("dataset-option", ["quickstart", "+dataset.synth_events.options.clips=3"],
      ["'clips'", "Valid options"]),
+    ("dataset-option-type", ["quickstart", "dataset.synth_events.options.train_clips=abc"],
+     ["train_clips='abc'", "dataset.synth_events.options.train_clips"]),
     ("heads-neg", ["quickstart", "probe=[mhca]", "+probe.mhca.hparams.num_heads=-2"],
      ["num_heads=-2", "positive integer"]),
     ("heads-width", ["quickstart", "probe=[mhca]", "+probe.mhca.hparams.num_heads=5"],

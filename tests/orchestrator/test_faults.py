@@ -28,7 +28,7 @@ def reference(tmp_path_factory):
 def test_sweep_survives_fault(fault, reference):
     work, clean = reference
     o = inject(fault, work, clean)
-    log = (work / fault / "out.rerun.log")
+    log = work / fault / "out.rerun.log"
     tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
     assert o.hit, f"{fault}: the stage was never seen (sweep finished before the kill?)"
     assert o.rc == 0, tail

@@ -25,7 +25,9 @@ time.sleep(600)
 
 def _holder(out, env=None):
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", HOLD, str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, **(env or {})},
     )
     assert proc.stdout.readline().strip() == "held"
@@ -37,9 +39,19 @@ def test_second_sweep_on_a_held_folder_is_refused_naming_the_holder(tmp_path):
     proc = _holder(out)
     try:
         code = subprocess.run(
-            [sys.executable, "-m", "orchestrator.sweep", "quickstart", "search.trials=1",
-             "--out", str(out)],
-            capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.sweep",
+                "quickstart",
+                "search.trials=1",
+                "--out",
+                str(out),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert code.returncode == 2, code.stderr[-2000:]
         assert f"sweep pid {proc.pid}" in code.stderr and "another --out" in code.stderr

@@ -45,7 +45,9 @@ def delete_manifest(entry: Path) -> None:
 def test_damaged_entry_is_recomputed_with_identical_data(fault, tmp_path: Path) -> None:
     store = EmbeddingStore(tmp_path / "store", cache_dir=tmp_path / "cache")
     spec = get_dataset("synth_events", **TINY)
-    first = extract_split_report(FakeBackbone(), spec, "train", store, str(tmp_path), progress=False)
+    first = extract_split_report(
+        FakeBackbone(), spec, "train", store, str(tmp_path), progress=False
+    )
     want = np.asarray(store.load(first.key).tokens).copy()  # verified and stamped on this node
     entry = Path(store.entry(first.key))
     {"flip": lambda: flip_in_place(entry / "tokens.npy"),
@@ -63,7 +65,9 @@ def test_flipped_bytes_are_caught_by_the_reader_too(tmp_path: Path) -> None:
     """A trial that reads an entry rotted since it was stamped gets a ChecksumError, never data."""
     store = EmbeddingStore(tmp_path / "store", cache_dir=tmp_path / "cache")
     spec = get_dataset("synth_events", **TINY)
-    key = extract_split_report(FakeBackbone(), spec, "test", store, str(tmp_path), progress=False).key
+    key = extract_split_report(
+        FakeBackbone(), spec, "test", store, str(tmp_path), progress=False
+    ).key
     store.load(key)
     flip_in_place(Path(store.entry(key)) / "tokens.npy")
     with pytest.raises(ChecksumError, match="tokens.npy"):
@@ -81,7 +85,9 @@ def test_rotted_node_copy_of_a_remote_entry_is_copied_again(tmp_path: Path) -> N
     ).exists("/heal-test") else None
     store = EmbeddingStore(url, cache_dir=tmp_path / "cache")
     spec = get_dataset("synth_events", **TINY)
-    key = extract_split_report(FakeBackbone(), spec, "test", store, str(tmp_path), progress=False).key
+    key = extract_split_report(
+        FakeBackbone(), spec, "test", store, str(tmp_path), progress=False
+    ).key
     want = np.asarray(store.load(key).tokens).copy()
     local = tmp_path / "cache" / "entries" / key.relpath / "tokens.npy"
     flip_in_place(local)
