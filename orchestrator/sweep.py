@@ -104,7 +104,6 @@ def run(cfg, resume: bool = False) -> int:
     try:
         lock = OutDirLock(cfg.out_dir).acquire()
     except OutDirBusy as err:
-        log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
