@@ -312,7 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     faults = [f for f in args.faults.split(",") if f]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="faults-"))
     t0 = time.monotonic()
-    clean = clean_run(workdir, workdir / "data")
+    reuse = fresh(workdir, "clean", workdir / "data")
+    if args.workdir and (reuse.out / "results.csv").exists():
+        clean = reuse  # an earlier undisturbed run in the same work folder
+    else:
+        clean = clean_run(workdir, workdir / "data")
     print(f"undisturbed run: {time.monotonic() - t0:.0f} s, {len(results(clean.out))} rows; "
           f"reproducible mode: {'on' if reproducible_override() else 'not available'}")  # fmt: skip
     outcomes = []
