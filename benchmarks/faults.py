@@ -244,6 +244,7 @@ def clean_run(workdir: Path, data: Path) -> Run:
 
 def inject(fault: str, workdir: Path, clean: Run) -> Outcome:
     """Apply ``fault`` to a fresh run of the sweep, re-run, and assess."""
+    shutil.rmtree(workdir / fault, ignore_errors=True)
     run = fresh(workdir, fault, None if fault == "generation" else clean.data)
     if fault in STAGES:
         hit = kill_at(run, fault)
