@@ -346,9 +346,10 @@ def check_out_dir(out_dir: Path) -> None:
 def check_local_resources(cfg: SweepConfig) -> None:
     """Per-task CPUs/GPUs that this machine cannot give (only when Ray runs locally).
 
-    On a cluster (``ray.address`` set) the cluster pre-flight checks feasibility instead.
+    On a cluster (``ray.address`` set, other than ``local``) the cluster pre-flight checks
+    feasibility instead.
     """
-    if cfg.ray.address:
+    if cfg.ray.address not in ("", "local"):
         return
     cpus = os.cpu_count() or 1
     for key, value in (

@@ -72,6 +72,8 @@ CASES = [
     ("heads-width", ["quickstart", "probe=[mhca]", "+probe.mhca.hparams.num_heads=5"],
      ["num_heads=5", "width 64", "divisor"]),
     ("cpus-64", ["quickstart", "ray.cpus_per_trial=64"], ["ray.cpus_per_trial=64", "ray.address"]),
+    ("cpus-64-local", ["quickstart", "ray.cpus_per_trial=64", "ray.address=local"],
+     ["ray.cpus_per_trial=64", "ray.address"]),
     ("gpus", ["quickstart", "ray.gpus_per_trial=4"], ["ray.gpus_per_trial=4", "ray.gpus_per_trial=0"]),
     ("trials-0", ["quickstart", "search.trials=0"], ["search.trials=0", "search.trials=1"]),
     ("reduction-1", ["quickstart", "search.reduction_factor=1"], ["reduction_factor=1", "e.g."]),
@@ -123,6 +125,14 @@ def test_valid_head_count_is_accepted_at_the_encoders_width(size, tmp_path):
         out_dir=str(tmp_path),
     )
     assert cfg.probes[0].hparams == {"num_heads": 16}
+
+
+def test_resources_are_left_to_the_cluster_preflight_when_an_address_is_given(tmp_path):
+    from orchestrator.validate import check_local_resources
+
+    cfg = load("quickstart", ["ray.cpus_per_trial=64", "ray.address=ray://head:10001"],
+               out_dir=str(tmp_path))  # fmt: skip
+    check_local_resources(cfg)  # no error: the cluster may well have 64-CPU nodes
 
 
 def test_every_search_extreme_is_built(tmp_path, monkeypatch):
