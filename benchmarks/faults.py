@@ -138,7 +138,11 @@ def kill_at(run: Run, stage: str, timeout: float = 900) -> bool:
     deadline = time.monotonic() + timeout
     hit = False
     while time.monotonic() < deadline and proc.poll() is None:
-        if DETECT[stage](run):
+        try:
+            seen = DETECT[stage](run)
+        except OSError:  # a folder vanished while we walked it (shards merged, temp renamed)
+            seen = False
+        if seen:
             hit = True
             break
         time.sleep(0.1)
