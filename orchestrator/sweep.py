@@ -96,11 +96,33 @@ def _init_ray(address: str) -> bool:
 
 
 def run(cfg, resume: bool = False) -> int:
-    """Run a validated sweep; return the process exit code."""
+    """Run a validated sweep holding its output folder's lock; return the process exit code."""
+    from orchestrator.outlock import OutDirBusy, OutDirLock
+
+    if resume and not (cfg.out_dir / "sweep.json").exists():
+        log.error(
+            "--resume: nothing to resume in %s (no sweep.json: this sweep never started there); "
+            "run without --resume.",
+            cfg.out_dir,
+        )
+        return 2
+    try:
+        lock = OutDirLock(cfg.out_dir).acquire()
+    except OutDirBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        return _run_locked(cfg)
+    finally:
+        lock.release()
+
+
+def _run_locked(cfg) -> int:
     import polars as pl
     import ray
     from tqdm import tqdm
 
+    from orchestrator import skipped as skipped_clips
     from orchestrator.plan import make_plan
     from orchestrator.provenance import provenance_tags
     from orchestrator.report import write_report
@@ -109,13 +131,6 @@ def run(cfg, resume: bool = False) -> int:
 
     plan = make_plan(cfg)
     marker = cfg.out_dir / "sweep.json"
-    if resume and not marker.exists():
-        log.error(
-            "--resume: nothing to resume in %s (no sweep.json: this sweep never started there); "
-            "run without --resume.",
-            cfg.out_dir,
-        )
-        return 2
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
         marker.write_text(
@@ -134,6 +149,8 @@ def run(cfg, resume: bool = False) -> int:
         log.info("MLflow: %s, experiment %r", cfg.tracking_uri, cfg.experiment)
         log.info("extracting token maps (%d jobs)", len(plan.extractions))
         extracted = run_extractions(cfg)
+        skipped = skipped_clips.collect_skipped(cfg.store_url, extracted)
+        skipped_clips.write_skipped(cfg.out_dir, skipped)
         frames = []
         progress = tqdm(total=len(plan.studies), desc="studies", unit="study")
         for study, rows, error in run_studies(cfg, plan.studies, extracted):
@@ -158,6 +175,7 @@ def run(cfg, resume: bool = False) -> int:
         paths = write_report(
             results, cfg.out_dir / "report", tie_rule=cfg.tie_rule, expected=expected
         )
+        skipped_clips.append_to_report(paths.get("report"), skipped)
         sweep_run = tracker.ensure_run(
             f"{cfg.name}-report",
             {**provenance_tags(), "overrides": " ".join(cfg.overrides)},
@@ -171,9 +189,14 @@ def run(cfg, resume: bool = False) -> int:
                 "studies_finished": len(frames),
                 "studies_failed": len(failed),
                 "wall_seconds": time.monotonic() - started_at,
+                **skipped_clips.metrics(skipped),
             },
         )
-        tracker.log_artifacts(sweep_run, [cfg.out_dir / "results.csv", *paths.values()], "report")
+        tracker.log_artifacts(
+            sweep_run,
+            [cfg.out_dir / "results.csv", cfg.out_dir / skipped_clips.FILE, *paths.values()],
+            "report",
+        )
         tracker.finish(sweep_run, "FINISHED" if not failed else "FAILED")
         _print_summary(cfg, paths, failed, time.monotonic() - started_at)
         return 1 if failed else 0
@@ -203,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from orchestrator.config import ConfigError, list_sweeps, load
+    from orchestrator.validate import check_environment
 
     if args.config_dir:  # through the environment, so Ray workers started here see it too
         os.environ["UNMUTE_SWEEPS"] = str(Path(args.config_dir).expanduser().resolve())
@@ -224,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print(make_plan(cfg).describe(cfg))
         return 0
+    try:
+        check_environment(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return run(cfg, resume=args.resume)
 
 
