@@ -183,7 +183,7 @@ class SweepTracker:
 
     def _reopen(self, run: _Run) -> None:
         if run.status != "RUNNING":
-            self.client.update_run(run.run_id, status="RUNNING")
+            self._set_status(run.run_id, "RUNNING")
             run.status = "RUNNING"
         self._mine.add(run.run_id)
 
@@ -273,11 +273,13 @@ class SweepTracker:
                 self._tag(run, {"trial_key": f"{trial_key}~superseded", "superseded": "true"})
                 self._write(run)
                 if run.status != "KILLED":
-                    self.client.set_terminated(run.run_id, "KILLED")
+                    self._set_status(run.run_id, "KILLED")
                 del self._runs[trial_key]
                 run = None
         if run is None:
             run_tags = {**tags, "kind": "trial", "stage": stage}
+            if stage == "final":  # until its study selects it (then one write per seed)
+                run_tags["selected"] = "false"
             run_tags.update(study_id=study_id, trial_key=trial_key)
             name = trial_key.removeprefix(f"{study_id}/").replace("/", "-")
             run = self._create(trial_key, name, run_tags, parent)
@@ -309,7 +311,7 @@ class SweepTracker:
         if error:
             self._tag(run, {"error": error[-MAX_TAG_VAL_LENGTH:]})
         self._write(run)
-        self.client.set_terminated(run.run_id, status)
+        self._set_status(run.run_id, status)
         run.status = status
 
     def study_finished(
@@ -354,7 +356,7 @@ class SweepTracker:
         )
         study.metrics += _metrics(metrics or {}, 0)
         self.flush()
-        self.client.set_terminated(study.run_id, status)
+        self._set_status(study.run_id, status)
         study.status = status
 
     def close_stale(self) -> int:
@@ -368,7 +370,7 @@ class SweepTracker:
         ]
         for run in stale:
             self.client.set_tag(run.info.run_id, "closed_by", "close_stale (driver was killed)")
-            self.client.set_terminated(run.info.run_id, "KILLED")
+            self._set_status(run.info.run_id, "KILLED")
             for known in self._runs.values():
                 if known.run_id == run.info.run_id:
                     known.status = "KILLED"
@@ -406,8 +408,20 @@ class SweepTracker:
         """Flush and close the sweep run."""
         self.flush()
         status = _status(status)
-        self.client.set_terminated(self.sweep_run_id, status)
+        self._set_status(self.sweep_run_id, status)
         self._runs["sweep"].status = status
+
+    def _set_status(self, run_id: str, status: str) -> None:
+        """One request. ``set_terminated``/``update_run`` also GET the run first (and
+        ``set_terminated`` prints its URL for a server): twice the requests at 48,000 runs."""
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        if store is None:
+            self.client.update_run(run_id, status=status)
+            return
+        end = None if status == "RUNNING" else int(time.time() * 1000)
+        store.update_run_info(
+            run_id, run_status=RunStatus.from_string(status), end_time=end, run_name=None
+        )
 
     # -- buffer -------------------------------------------------------------------------------
 
