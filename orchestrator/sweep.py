@@ -8,6 +8,7 @@ report, and logs it all to MLflow. Re-running the same command continues where i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -124,18 +125,24 @@ def _run_locked(cfg) -> int:
 
     from orchestrator import skipped as skipped_clips
     from orchestrator.plan import make_plan
-    from orchestrator.provenance import provenance_tags
     from orchestrator.report import write_report
     from orchestrator.runner import run_extractions, run_studies
-    from orchestrator.tracking import start_tracking_actor
+    from orchestrator.tracking import make_sweep_id, ui_hint
+    from orchestrator.tracking_ray import start_tracking_actor
 
     plan = make_plan(cfg)
     marker = cfg.out_dir / "sweep.json"
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    if not marker.exists():
-        marker.write_text(
-            json.dumps({"sweep": cfg.name, "overrides": list(cfg.overrides)}, indent=2) + "\n"
-        )
+    # the sweep id (tag on every MLflow run) is fixed when the sweep first starts here
+    state = json.loads(marker.read_text()) if marker.exists() else {}
+    if "sweep_id" not in state:
+        state = {
+            "sweep": cfg.name,
+            "overrides": list(cfg.overrides),
+            **state,
+            "sweep_id": make_sweep_id(cfg.name, cfg.overrides, cfg.out_dir),
+        }
+        marker.write_text(json.dumps(state, indent=2) + "\n")
     started_at = time.monotonic()
     started_ray = _init_ray(cfg.ray.address)
     if cfg.ray.address:
@@ -145,8 +152,22 @@ def _run_locked(cfg) -> int:
         artifacts = None
         if cfg.tracking_uri.startswith("sqlite:"):  # keep artifacts beside the local store
             artifacts = (cfg.out_dir / "mlartifacts").resolve().as_uri()
-        tracker = start_tracking_actor(cfg.tracking_uri, cfg.experiment, artifacts)
-        log.info("MLflow: %s, experiment %r", cfg.tracking_uri, cfg.experiment)
+        tracker = start_tracking_actor(
+            cfg.tracking_uri,
+            cfg.experiment,
+            sweep_id=state["sweep_id"],
+            sweep_name=cfg.name,
+            out_dir=str(cfg.out_dir),
+            config=dataclasses.asdict(cfg),
+            artifact_location=artifacts,
+        )
+        tracker.close_stale()
+        log.info(
+            "MLflow: %s, experiment %r, sweep id %s",
+            cfg.tracking_uri,
+            cfg.experiment,
+            state["sweep_id"],
+        )
         log.info("extracting token maps (%d jobs)", len(plan.extractions))
         extracted = run_extractions(cfg)
         skipped = skipped_clips.collect_skipped(cfg.store_url, extracted)
@@ -162,6 +183,7 @@ def _run_locked(cfg) -> int:
         progress.close()
         if not frames:
             log.error("no study finished; nothing to report")
+            tracker.close("FAILED")
             return 1
         results = pl.concat(frames, how="diagonal_relaxed")
         results.write_csv(cfg.out_dir / "results.csv")
@@ -176,36 +198,32 @@ def _run_locked(cfg) -> int:
             results, cfg.out_dir / "report", tie_rule=cfg.tie_rule, expected=expected
         )
         skipped_clips.append_to_report(paths.get("report"), skipped)
-        sweep_run = tracker.ensure_run(
-            f"{cfg.name}-report",
-            {**provenance_tags(), "overrides": " ".join(cfg.overrides)},
-            kind="sweep",
-            out_dir=str(cfg.out_dir),
-            sweep=cfg.name,
-        )
-        tracker.log(
-            sweep_run,
+        tracker.log_sweep(
             metrics={
                 "studies_finished": len(frames),
                 "studies_failed": len(failed),
                 "wall_seconds": time.monotonic() - started_at,
                 **skipped_clips.metrics(skipped),
             },
+            tags={"overrides": " ".join(cfg.overrides)},
         )
         tracker.log_artifacts(
-            sweep_run,
+            tracker.sweep_run_id,
             [cfg.out_dir / "results.csv", cfg.out_dir / skipped_clips.FILE, *paths.values()],
             "report",
         )
-        tracker.finish(sweep_run, "FINISHED" if not failed else "FAILED")
-        _print_summary(cfg, paths, failed, time.monotonic() - started_at)
+        tracker.close("FINISHED" if not failed else "FAILED")
+        hint = ui_hint(cfg.tracking_uri, tracker.experiment_id)
+        _print_summary(cfg, paths, failed, time.monotonic() - started_at, hint)
         return 1 if failed else 0
     finally:
         if started_ray:
             ray.shutdown()
 
 
-def _print_summary(cfg, paths: dict[str, Path], failed: list[str], seconds: float) -> None:
+def _print_summary(
+    cfg, paths: dict[str, Path], failed: list[str], seconds: float, hint: str
+) -> None:
     report_md = paths.get("report.md") or paths.get("report")
     if report_md and Path(report_md).exists():
         print(Path(report_md).read_text())
@@ -217,7 +235,7 @@ def _print_summary(cfg, paths: dict[str, Path], failed: list[str], seconds: floa
         f"\nfinished in {seconds:.0f} s. Results: {cfg.out_dir / 'results.csv'}; "
         f"report: {cfg.out_dir / 'report'}"
     )
-    print(f"MLflow UI: mlflow ui --backend-store-uri {cfg.tracking_uri}")
+    print(hint)
 
 
 def main(argv: list[str] | None = None) -> int:
