@@ -142,10 +142,15 @@ class SweepConfig:
     overrides: tuple[str, ...] = field(default=())
     # dataset ("*" = every dataset) -> probe -> {"search": name, "hparams": {...}}
     probe_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    out_url: str = ""  # the output folder when it lives on S3; out_dir is then its local mirror
 
     @property
     def tune_storage(self) -> str:
-        return self.ray.storage_path or str((self.out_dir / "tune").resolve())
+        if self.ray.storage_path:
+            return self.ray.storage_path
+        if self.out_url:
+            return f"{self.out_url.rstrip('/')}/tune"
+        return str((self.out_dir / "tune").resolve())
 
     def probe_for(self, dataset: str, probe: ProbeChoice) -> ProbeChoice:
         """``probe`` with the sweep's ``probe_overrides`` for ``dataset`` applied.
@@ -199,6 +204,9 @@ def compose(name: str, overrides: list[str] | tuple[str, ...] = (), out_dir: str
         )
     overrides = list(overrides)
     _check_group_overrides(overrides)
+    from orchestrator import paths
+
+    paths.register_resolver(bool(paths.cluster_reason(paths.override_address(overrides))))
     try:
         with initialize_config_dir(config_dir=str(sweeps_dir()), version_base="1.3"):
             cfg = hydra_compose(config_name=name, overrides=overrides)
@@ -233,9 +241,17 @@ def _top_level_keys() -> list[str]:
     return sorted([*base.keys(), *GROUPS])
 
 
-def _absolute(location: str) -> str:
-    """Local paths become absolute (trial workers do not share the driver's cwd); URLs stay."""
-    return location if "://" in location else str(Path(location).resolve())
+def _absolute(location: str, root: str = "") -> str:
+    """Local paths become absolute (trial workers do not share the driver's cwd); URLs stay.
+
+    On a cluster a relative path is taken under the stable root ``root``, never under the
+    job's working-dir copy."""
+    if "://" in location:
+        return location
+    path = Path(location).expanduser()
+    if root and not path.is_absolute():
+        return f"{root}/{path.as_posix()}" if "://" in root else str(Path(root) / path)
+    return str(path.resolve())
 
 
 def _as_float(section: str, key: str, value: Any) -> float:
@@ -361,12 +377,17 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
             f"train.warmup_epochs={train.warmup_epochs} exceeds train.epochs={train.epochs}; "
             "lower train.warmup_epochs."
         )
-    out_dir = Path(raw["out_dir"]).resolve()
+    from orchestrator import paths
+
+    root = paths.home(bool(paths.cluster_reason(r.get("address") or "")))
+    out_url = _absolute(str(raw["out_dir"]), root)
+    out_dir = paths.mirror_dir(out_url) if "://" in out_url else Path(out_url)
     return SweepConfig(
         name=raw["name"],
         out_dir=out_dir,
-        data_root=_absolute(str(raw["data_root"])),
-        store_url=_absolute(str(raw["store_url"])),
+        out_url=out_url if "://" in out_url else "",
+        data_root=_absolute(str(raw["data_root"]), root),
+        store_url=_absolute(str(raw["store_url"]), root),
         tracking_uri=raw.get("tracking_uri") or f"sqlite:///{(out_dir / 'mlflow.db').resolve()}",
         experiment=str(raw.get("experiment") or raw["name"]),
         encoders=encoders,
@@ -374,7 +395,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         probes=probes,
         ray=RayConfig(
             address=r.get("address") or "",
-            storage_path=_absolute(r["storage_path"]) if r.get("storage_path") else "",
+            storage_path=_absolute(r["storage_path"], root) if r.get("storage_path") else "",
             max_concurrent_trials=_as_int(
                 "ray", "max_concurrent_trials", r["max_concurrent_trials"]
             ),
@@ -398,14 +419,22 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
     )
 
 
-def load(name: str, overrides: list[str] | tuple[str, ...] = (), out_dir: str | None = None):
-    """Compose, convert and validate a sweep (names checked against the registries)."""
+def load(
+    name: str,
+    overrides: list[str] | tuple[str, ...] = (),
+    out_dir: str | None = None,
+    build_probes: bool = True,
+):
+    """Compose, convert and validate a sweep (names checked against the registries).
+
+    ``build_probes=False`` (``--dry-run``) skips building each probe once, which imports torch;
+    :mod:`orchestrator.preflight` then checks the hyperparameter names statically."""
     cfg = build(compose(name, overrides, out_dir), tuple(overrides))
-    validate_names(cfg)
+    validate_names(cfg, build_probes)
     return cfg
 
 
-def validate_names(cfg: SweepConfig) -> None:
+def validate_names(cfg: SweepConfig, build_probes: bool = True) -> None:
     """Check every encoder, dataset, probe and search space before any Ray work."""
     from backbones import BACKBONES
     from orchestrator.datasets import DATASETS
@@ -424,7 +453,7 @@ def validate_names(cfg: SweepConfig) -> None:
     _check_override_names(cfg, DATASETS, PROBES)
     from orchestrator.validate import validate_values
 
-    validate_values(cfg)
+    validate_values(cfg, build_probes=build_probes)
 
 
 def _check_override_names(cfg: SweepConfig, datasets, probes) -> None:

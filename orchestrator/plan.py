@@ -74,7 +74,8 @@ class Plan:
     search_trials: int
     final_trials: int
 
-    def describe(self, cfg: SweepConfig) -> str:
+    def describe(self, cfg: SweepConfig, verbose: bool = False) -> str:
+        """Counts per stage and per encoder / dataset; every job only when ``verbose``."""
         lines = [
             f"sweep {cfg.name}: {len(cfg.encoders)} encoders x {len(cfg.datasets)} datasets x "
             f"{len(cfg.probes)} probes",
@@ -85,15 +86,16 @@ class Plan:
             f"epochs, reduction {cfg.search.reduction_factor})",
             f"  final trials:    {self.final_trials} (top {cfg.search.top_k} x "
             f"{len(cfg.seeds)} seeds per study)",
-            f"  reproducible:    {'yes' if cfg.search.reproducible else 'no'}",
-            f"  output:          {cfg.out_dir}",
-            f"  store:           {cfg.store_url}",
-            f"  mlflow:          {cfg.tracking_uri} (experiment {cfg.experiment!r})",
-            "  extraction:",
+            f"  training:        {cfg.train.epochs} epochs, batch {cfg.train.batch_size}; "
+            f"{cfg.ray.cpus_per_trial:g} CPU + {cfg.ray.gpus_per_trial:g} GPU per trial, "
+            f"{cfg.ray.cpus_per_extraction:g} CPU + {cfg.ray.gpus_per_extraction:g} GPU per "
+            "extraction",
         ]
         lines += [
-            f"    {encoder_label(j.encoder)} / {j.dataset.name} / {j.split}"
-            for j in self.extractions
+            f"  reproducible:    {'yes' if cfg.search.reproducible else 'no'}",
+            f"  output:          {cfg.out_url or cfg.out_dir}",
+            f"  store:           {cfg.store_url}",
+            f"  mlflow:          {cfg.tracking_uri} (experiment {cfg.experiment!r})",
         ]
         if cfg.probe_overrides:
             lines.append("  probe settings per dataset (probe_overrides):")
@@ -102,15 +104,37 @@ class Plan:
                 for ds, per in cfg.probe_overrides.items()
                 for probe, body in per.items()
             ]
-        lines.append("  studies:")
-        lines += [f"    {s.study_id}" for s in self.studies]
+        per_trial = cfg.search.trials + cfg.search.top_k * len(cfg.seeds)
+        for title, key in (
+            ("per encoder", lambda s: s.backbone),
+            ("per dataset", lambda s: s.dataset.name),
+        ):
+            counts: dict[str, int] = {}
+            for study in self.studies:
+                counts[key(study)] = counts.get(key(study), 0) + 1
+            lines.append(f"  {title}:")
+            width = max(map(len, counts), default=0)
+            lines += [
+                f"    {name:<{width}}  {n:>5} studies  {n * per_trial:>7} trials"
+                for name, n in counts.items()
+            ]
+        if verbose:
+            lines.append("  extraction:")
+            lines += [
+                f"    {encoder_label(j.encoder)} / {j.dataset.name} / {j.split}"
+                for j in self.extractions
+            ]
+            lines.append("  studies:")
+            lines += [f"    {s.study_id}" for s in self.studies]
+        else:
+            lines.append("  (--verbose lists every extraction job and study)")
         return "\n".join(lines)
 
 
 def settings_fingerprint(cfg: SweepConfig, probe: ProbeChoice) -> str:
     """What else shapes a study's results: change any of it and the study is a new one, so a
     re-run in the same folder never reuses trials made under other settings."""
-    from orchestrator.search import load_space
+    from orchestrator.space import load_space
 
     payload = json.dumps(
         [asdict(cfg.train), asdict(cfg.search), list(cfg.seeds), load_space(probe.search)],

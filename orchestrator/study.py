@@ -20,6 +20,7 @@ import polars as pl
 from ray import tune
 
 from orchestrator.config import SweepConfig
+from orchestrator.paths import tune_filesystem
 from orchestrator.plan import Study
 from orchestrator.provenance import provenance_tags
 from orchestrator.search import METRIC, MODE, load_space, make_scheduler, make_searcher
@@ -103,8 +104,9 @@ def _finished_attempts(base: str, spec: TrialSpec) -> tuple[list[dict[str, Any]]
     """Rows of the finished trials of earlier attempts at this stage, the ids of the trials
     they left unfinished, and the number of the next attempt."""
     rows, unfinished, attempt = [], [], 0
-    while tune.Tuner.can_restore(f"{base}/attempt-{attempt}"):
-        analysis = tune.ExperimentAnalysis(f"{base}/attempt-{attempt}")
+    base, fs = tune_filesystem(base)
+    while tune.Tuner.can_restore(f"{base}/attempt-{attempt}", storage_filesystem=fs):
+        analysis = tune.ExperimentAnalysis(f"{base}/attempt-{attempt}", storage_filesystem=fs)
         for row in _trial_rows(analysis.trials, spec):
             if row["status"] == "unfinished":
                 unfinished.append(row["trial_id"])
@@ -151,6 +153,7 @@ def _run_stage(
         todo = [i for i in range(len(spec.cells)) if i not in finished]
         param_space, remaining = {"cell": tune.grid_search(todo)}, len(todo)
     if remaining > 0:
+        storage_path, storage_fs = tune_filesystem(cfg.tune_storage)
         tune.Tuner(
             _trainable(spec, cfg),
             param_space=param_space,
@@ -165,7 +168,8 @@ def _run_stage(
             ),
             run_config=tune.RunConfig(
                 name=f"{spec.study_id}/{spec.stage}/attempt-{attempt}",
-                storage_path=cfg.tune_storage,
+                storage_path=storage_path,
+                storage_filesystem=storage_fs,
                 callbacks=[tracker_cb],
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),

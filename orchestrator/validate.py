@@ -267,9 +267,13 @@ def check_probe(
             ) from None
 
 
-def validate_values(cfg: SweepConfig) -> None:
-    """Everything checkable from the config and the registries alone (no files, no machine)."""
-    from orchestrator.search import load_space
+def validate_values(cfg: SweepConfig, build_probes: bool = True) -> None:
+    """Everything checkable from the config and the registries alone (no files, no machine).
+
+    ``build_probes=False`` (``--dry-run``) checks search spaces and hyperparameter names but
+    does not build each probe (that imports torch).
+    """
+    from orchestrator.space import load_space
 
     check_devices(cfg)
     for enc in cfg.encoders:
@@ -288,9 +292,9 @@ def validate_values(cfg: SweepConfig) -> None:
             checked.add(key)
             context = "" if resolved is probe else f", with probe_overrides for {name}"
             scope = datasets if resolved is probe else {name: spec}
-            check_probe(
-                resolved, load_space(resolved.search, resolved.name), widths, scope, context
-            )
+            space = load_space(resolved.search, resolved.name)
+            if build_probes:
+                check_probe(resolved, space, widths, scope, context)
 
 
 # -- what needs the files and the machine ---------------------------------------------------------

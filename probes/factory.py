@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from probes.pooling import ProbeHead
 from probes.registry import Registry, did_you_mean
+
+if TYPE_CHECKING:  # names and hyperparameters are listed without importing torch
+    from probes.pooling import ProbeHead
 
 logger = logging.getLogger(__name__)
 
