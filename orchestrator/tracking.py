@@ -100,7 +100,8 @@ class _Run:
 
 
 class SweepTracker:
-    """The MLflow runs of one sweep, written from the driver (see the module docstring).
+    """The MLflow runs of one sweep, written from the driver (see the module docstring); one
+    thread calls it.
 
     ``flush_seconds``/``flush_metrics``: buffered writes go out once the oldest is that old or
     that many metrics wait (and always at trial end, study end, ``flush`` and ``close``).
@@ -205,7 +206,10 @@ class SweepTracker:
                     sha,
                 )
                 self._tag(run, {"config_sha": sha})
-                self.client.log_dict(run.run_id, self.config, f"config-{sha}.json")
+                self.client.log_dict(
+                    run.run_id, json.loads(_json(self.config)), f"config-{sha}.json"
+                )
+                self._write(run)
             return run.run_id
         tags = {"kind": "sweep", "config_sha": sha, **provenance_tags()}
         run = self._create("sweep", sweep_name, tags, None)

@@ -176,6 +176,23 @@ def test_two_sweeps_in_one_experiment_stay_apart(tmp_path: Path) -> None:
     assert len(runs(tmp_path, "tags.sweep_id = 'qs-b'")) == 3
 
 
+def test_resume_with_a_changed_config_keeps_the_sweep_run(tmp_path: Path, caplog) -> None:
+    first = tracker(tmp_path)
+    first.close()
+    changed = SweepTracker(
+        f"sqlite:///{tmp_path / 'mlflow.db'}", "quickstart", sweep_id="qs-1",
+        sweep_name="quickstart", out_dir=tmp_path / "out",
+        config={**CONFIG, "new_default": tmp_path},  # a code change added a field (a Path)
+    )  # fmt: skip
+    assert changed.sweep_run_id == first.sweep_run_id
+    assert "resolved config of sweep qs-1 changed" in caplog.text
+    changed.close()
+    (sweep,) = runs(tmp_path, "tags.kind = 'sweep'")
+    assert sweep.info.status == "FINISHED"
+    names = {f.path for f in changed.client.list_artifacts(sweep.info.run_id)}
+    assert names == {"config.json", f"config-{sweep.data.tags['config_sha']}.json"}
+
+
 def test_flush_on_size_and_unknown_trial(tmp_path: Path) -> None:
     t = tracker(tmp_path, flush_metrics=5)
     calls = count_store_calls(t)
