@@ -22,7 +22,7 @@ _LAZY = {
     "create_backbone": "backbones.factory",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(_LAZY)  # noqa: PLE0605 - the lazy names
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,9 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "CheckpointError": "probes.checkpoint",
+    "load_probe": "probes.checkpoint",
+    "save_probe": "probes.checkpoint",
     "PROBES": "probes.factory",
     "create_probe": "probes.factory",
     "probe_hparams": "probes.factory",
