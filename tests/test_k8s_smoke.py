@@ -145,6 +145,7 @@ def _pod_env(services, docs) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": services["mlflow"],
         "UNMUTE_NODE_CACHE": str(services["tmp"] / "node-cache" / "store"),
         "UNMUTE_CACHE": str(services["tmp"] / "node-cache"),
+        "UNMUTE_MIRROR": str(services["tmp"] / "node-cache" / "mirror"),
     }
     assert set(local) <= set(data), "the overlay no longer sets what the test swaps"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("UNMUTE_", "MLFLOW_"))}
