@@ -69,6 +69,42 @@ def _wait_http(url: str, seconds: float = 180) -> None:
             time.sleep(1)
 
 
+def _kill_leftovers(temp_dir: Path) -> None:
+    """Ray processes of this test's head only: those whose command line names its temp dir."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(temp_dir) in (proc / "cmdline").read_text():
+                os.kill(int(proc.name), 15)
+        except (OSError, ProcessLookupError):
+            continue
+
+
+def _start_ray_head(env: dict, tmp: Path, logs: contextlib.ExitStack):
+    """``ray start --head --block`` on free local ports; retried (its startup wait is 30 s)."""
+    for attempt in range(3):
+        port = _free_port()
+        temp_dir = Path(f"/tmp/rk8s{port}")
+        log = tmp / f"ray-{attempt}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+             "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
+             "--include-dashboard=false", f"--temp-dir={temp_dir}",
+             f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
+             f"--ray-client-server-port={_free_port()}"],
+            env=env, stderr=subprocess.STDOUT,
+            stdout=logs.enter_context(open(log, "wb")),  # noqa: SIM115
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            if b"Ray runtime started" in log.read_bytes():
+                return proc, f"127.0.0.1:{port}", temp_dir
+            time.sleep(2)
+        proc.kill()
+        proc.wait()
+        _kill_leftovers(temp_dir)
+    raise RuntimeError(f"ray start --head failed 3 times:\n{log.read_text()[-3000:]}")
+
+
 def _overlay() -> list[dict]:
     out = subprocess.run(
         ["kubectl", "kustomize", str(ROOT / "k8s" / "overlays" / "cpu-smoke")],
@@ -90,7 +126,7 @@ def services(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("k8s-smoke")
     logs = contextlib.ExitStack()
-    s3_port, mlflow_port, ray_port = _free_port(), _free_port(), _free_port()
+    s3_port, mlflow_port = _free_port(), _free_port()
     s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port)
     s3.start()
     endpoint = f"http://127.0.0.1:{s3_port}"
@@ -107,15 +143,9 @@ def services(tmp_path_factory):
         env=server_env, stdout=logs.enter_context(open(tmp / "mlflow.log", "wb")),  # noqa: SIM115
         stderr=subprocess.STDOUT,
     )  # fmt: skip
-    temp_dir = Path(f"/tmp/rk8s{ray_port}")
-    ray = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-         "--node-ip-address=127.0.0.1", f"--port={ray_port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
-         f"--temp-dir={temp_dir}", f"--node-manager-port={_free_port()}",
-         f"--object-manager-port={_free_port()}", f"--ray-client-server-port={_free_port()}"],
-        env={**base, **creds, "RAY_AUTH_MODE": "disabled", "AWS_ENDPOINT_URL": endpoint},
-        stderr=subprocess.STDOUT, stdout=logs.enter_context(open(tmp / "ray.log", "wb")),  # noqa: SIM115
-    )  # fmt: skip
+    ray, address, temp_dir = _start_ray_head(
+        {**base, **creds, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}, tmp, logs
+    )
     try:
         _wait_http(f"http://127.0.0.1:{mlflow_port}/health")
         yield {
@@ -123,7 +153,7 @@ def services(tmp_path_factory):
             "endpoint": endpoint,
             "creds": creds,
             "mlflow": f"http://127.0.0.1:{mlflow_port}",
-            "ray": f"127.0.0.1:{ray_port}",
+            "ray": address,
         }
     finally:
         for proc in (ray, mlflow):
@@ -132,6 +162,7 @@ def services(tmp_path_factory):
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        _kill_leftovers(temp_dir)
         s3.stop()
         logs.close()
 
