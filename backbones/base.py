@@ -42,7 +42,8 @@ class TokenEncoder(nn.Module, ABC):
     ``patch_frames`` frames make one token row and ``grid_freq`` tokens one row.
     ``masks_padding`` says whether the encoder hides padded rows from attention (BEATs,
     Dasheng: trained on un-padded input) or attends to them like upstream (Audio-MAE, ASiT,
-    EAT, SSLAM: trained on zero-padded 1024-frame input).
+    EAT, SSLAM: trained on zero-padded fixed-length input); it also decides which rows are
+    real (:meth:`real_rows`).
     """
 
     embed_dim: int
@@ -58,6 +59,19 @@ class TokenEncoder(nn.Module, ABC):
     ) -> tuple[Tensor, Tensor | None]:
         """Tokens ``[B, T*F, D]`` (time-major) and cls ``[B, D]`` or None after block ``layer``
         (0-based, non-negative; the final norm, if any, only after the last block)."""
+
+    def real_rows(self, frames: Tensor) -> Tensor:
+        """Real token rows of windows holding ``frames`` real frames each.
+
+        Encoders that hide padding count whole patches only (floor): upstream runs them on the
+        un-padded clip, whose strided patch convolution drops the trailing partial patch (BEATs
+        10 s: 998 frames -> 62 rows; Dasheng 10 s: 1001 frames -> 250 rows, its own mask is
+        ``x_length // 640``). The others attend to zero-padded windows like upstream, so every
+        row covering a real frame is a real token (ceil)."""
+        pf = self.patch_frames
+        if self.masks_padding:
+            return torch.div(frames, pf, rounding_mode="floor")
+        return torch.div(frames + pf - 1, pf, rounding_mode="floor")
 
     def row_key_mask(self, valid_rows: Tensor, rows: int) -> Tensor | None:
         """``[B, rows*F]`` bool, True for tokens of padded rows, or None when nothing is padded.
@@ -140,8 +154,10 @@ class Backbone(nn.Module):
         frames = frames.to(self.device)
         starts = torch.arange(k, device=self.device) * w
         chunk_frames = (frames[:, None] - starts[None, :]).clamp(0, w)  # [B, K]
-        valid_rows = torch.div(chunk_frames + enc.patch_frames - 1, enc.patch_frames,
-                               rounding_mode="floor")
+        valid_rows = enc.real_rows(chunk_frames)
+        # a clip shorter than one patch (upstream: no token at all) keeps its one partial row
+        short = (valid_rows.sum(1) == 0) & (frames > 0)
+        valid_rows[:, 0] = torch.where(short, torch.ones_like(frames), valid_rows[:, 0])
         tokens, cls = enc.forward_features(feats, valid_rows.reshape(-1), layer)
         d = tokens.shape[-1]
         tokens = tokens.float().reshape(b, k * rows * enc.grid_freq, d)

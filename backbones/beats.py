@@ -7,9 +7,12 @@ attention adds a T5-style bucketed relative position bias (computed once, shared
 layers) scaled by a per-layer gate (``gru_rel_pos``). No [cls], no final norm. Module and
 parameter names equal the official ones so the checkpoint maps 1:1.
 
-Padding: BEATs was trained on un-padded clips and its official code supports a padding mask
-(padded positions zeroed before the position convolution, masked as attention keys); we do the
-same, so real tokens of a padded clip equal those of the un-padded clip.
+Padding: BEATs was trained on un-padded clips (its strided patch convolution drops the frames
+of a trailing partial patch: 10 s = 998 frames -> 62 x 8 tokens) and its official code supports
+a padding mask (padded positions zeroed before the position convolution, masked as attention
+keys); we do the same with the trailing partial patch counted as padding, so the real tokens of
+a padded window equal those of upstream's run on the un-padded clip (per 10.24 s window: longer
+clips are cut into windows, which upstream does not do).
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ axis, so the map is ``T x 1`` with one token per 40 ms (250 tokens for 10 s). Se
 time and frequency position embeddings; timm-style pre-norm blocks; final ``norm``; no [cls]
 (pooling "mean").
 
-Padding: upstream runs a clip of <= 1008 frames un-padded and zero-pads only the last of several
-1008-frame chunks (attending to the zeros, then trimming). We hide padded rows from attention
-instead, which reproduces the un-padded run for every clip of up to one window (the common case)
-and keeps one grid per dataset.
+Padding: upstream (``dasheng`` 0.0.9, ``Dasheng.forward_spectrogram``) patch-embeds the whole
+un-padded clip (the strided convolution drops a trailing partial patch: 1001 frames -> 250
+tokens), splits the token sequence into 252-token chunks, the last one shorter and not padded,
+and runs each chunk on its own. We pad every window to 1008 frames and hide the padded rows,
+the trailing partial patch included, from attention: the real tokens of every window equal
+upstream's chunk (tested in tests/backbones/test_backbone_conformance.py against the package).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def build_encoder(family: str, arch: ArchConfig, spec: EncoderSpec) -> TokenEnco
     if family == "audiomae":
         return AudioViT(arch, grid=(rows, 8), pos_grid=(64, 8), sincos_grid=(8, 64))
     if family == "asit":
-        return AudioViT(arch, grid=(rows, 8), pos_grid=(37, 8))
+        return AudioViT(arch, grid=(rows, 8), pos_grid=(rows, 8))  # never resized (official)
     if family == "beats":
         return BEATsEncoder(arch, grid=(rows, 8))
     if family == "dasheng":

@@ -115,7 +115,7 @@ def convert_audiomae(obj: object, own: Mapping[str, Tensor], opts: Mapping[str, 
 def convert_asit(obj: object, own: Mapping[str, Tensor], opts: Mapping[str, object]) -> State:
     if identify(obj) == "vit_plain":  # an already extracted backbone state dict
         sd = _floats(obj.get("model", obj))  # type: ignore[attr-defined]
-        return _drop(sd, ("head.", "head_cls.", "head_recons."))
+        return _check_asit_table(_drop(sd, ("head.", "head_cls.", "head_recons.")), own)
     branch = str(opts.get("branch", "teacher"))
     if branch not in ("teacher", "student"):
         raise CheckpointError(f"ASiT branch {branch!r} is invalid; valid: 'teacher', 'student'.")
@@ -126,7 +126,22 @@ def convert_asit(obj: object, own: Mapping[str, Tensor], opts: Mapping[str, obje
         raise CheckpointError(
             f"ASiT {branch!r} state dict has no {prefix!r} keys (found e.g. {sorted(sd)[:5]})."
         )
-    return _drop(out, ("head.", "head_cls.", "head_recons."))
+    return _check_asit_table(_drop(out, ("head.", "head_cls.", "head_recons.")), own)
+
+
+def _check_asit_table(sd: State, own: Mapping[str, Tensor]) -> State:
+    """ASiT's official code never resizes its position table: refuse a table made for another
+    window length, saying which window the file needs."""
+    pos, mine = sd.get("pos_embed"), own.get("pos_embed")
+    if pos is not None and mine is not None and pos.dim() == 3 and pos.shape != mine.shape:
+        rows, cols = (pos.shape[1] - 1) // 8, 8
+        raise CheckpointError(
+            f"pos_embed {tuple(pos.shape)} is a {rows} x {cols} table ({rows * 16}-frame windows) "
+            f"but this encoder runs {(mine.shape[1] - 1) // 8 * 16}-frame windows; ASiT's code "
+            f"adds the table without resizing: pass chunk_frames={rows * 16} (in a sweep: "
+            f"`overrides: {{chunk_frames: {rows * 16}}}` in sweeps/encoder/asit.yaml)."
+        )
+    return sd
 
 
 def convert_beats(obj: object, own: Mapping[str, Tensor], opts: Mapping[str, object]) -> State:

@@ -10,9 +10,13 @@ Clip-length policy (one rule for every encoder, so token maps of one dataset sha
   on ``lengths``: a dataset whose loader pads every clip to the same duration gets one grid.
   Clips of <= 10.24 s therefore give the paper's 64 x 8 map (1 s Speech Commands and 5 s
   BirdSet clips included, with the padded rows marked); 30 s FSD50K clips give 3 windows whose
-  maps are concatenated in time (192 x 8).
-* A patch row is padding when it covers no real frame; the mask is derived from the number of
-  real frames, so partially covered rows count as real.
+  maps are concatenated in time (192 x 8). ASiT's window is 592 frames (its position table is
+  never resized), so its maps are 37 x 8 per window.
+* Which token rows are real is derived from the number of real frames
+  (``TokenEncoder.real_rows``): for the encoders that hide padding from attention (BEATs,
+  Dasheng) only whole patches count, as upstream's strided patch convolution floors on the
+  un-padded clip (the trailing partial patch is padding); for the others (zero-padded
+  fixed-length input upstream) every row covering a real frame counts.
 """
 
 from __future__ import annotations

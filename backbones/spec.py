@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+if TYPE_CHECKING:  # annotations only: listing encoders must not import torch
+    from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,9 @@ class TokenMap:
 
     tokens: ``[B, N, D]`` float32, ``N = T * F``, time-major (token index ``t * F + f``).
     cls: ``[B, D]`` or None for encoders without a [cls] token (consumers use the token mean).
-    padding_mask: ``[B, N]`` bool, True where the token covers no real audio.
+    padding_mask: ``[B, N]`` bool, True where the token is not one upstream gives for the
+        un-padded clip: it covers no real audio, or (encoders that hide padding: BEATs,
+        Dasheng) it is a trailing partial patch, which upstream's strided conv drops.
     grid: ``(T, F)`` of the full (padded) map.
     """
 

@@ -52,9 +52,13 @@ class PatchEmbed(nn.Module):
 
 
 class AudioViT(TokenEncoder):
-    """Audio-MAE / ASiT encoder. ``pos_grid`` is the grid the stored ``pos_embed`` was made for;
-    ASiT's (37 x 8) table (pretrained on 592 frames) is resized bicubically to the window's grid
-    (64 x 8 for 1024 frames) at run time, as its ``interpolate_pos_encoding`` does."""
+    """Audio-MAE / ASiT encoder. ``pos_grid`` is the grid the stored ``pos_embed`` was made for.
+
+    By default it equals the window's grid and the table is added as stored, as both upstream
+    codes do (Audio-MAE: 64 x 8 for 1024 frames; ASiT: ``VisionTransformer.prepare_tokens``
+    adds ``pos_embed`` without any resizing, so ASiT runs 592-frame windows = its 37 x 8
+    table). Only a ``chunk_frames`` override that changes the grid resizes the table (DINO's
+    bicubic ``interpolate_pos_encoding``; no upstream code of these models does that)."""
 
     has_cls = True
     patch_frames = 16
@@ -87,8 +91,8 @@ class AudioViT(TokenEncoder):
             return pos
         d = pos.shape[-1]
         grid = pos.reshape(1, *self.pos_grid, d).permute(0, 3, 1, 2)
-        # DINO/SiT ``interpolate_pos_encoding`` (ASiT's lineage): scale factors with a +0.1
-        # offset, bicubic, not align_corners. The exact ASiT copy was not readable: see spec notes.
+        # only for a chunk_frames override: DINO's ``interpolate_pos_encoding`` (scale factors
+        # with a +0.1 offset, bicubic, not align_corners); not upstream for either model
         scale = ((rows + 0.1) / self.pos_grid[0], (cols + 0.1) / self.pos_grid[1])
         grid = nn.functional.interpolate(grid, scale_factor=scale, mode="bicubic",
                                          align_corners=False)

@@ -27,6 +27,9 @@ class ZooEntry:
 BACKBONES: Registry[ZooEntry] = Registry("encoder")
 
 AST_FBANK = FrontendSpec()  # Audio-MAE / ASiT: AST statistics, zero-pad in the raw log-mel
+# ASiT's official code adds its position table without resizing, so it only runs windows of its
+# pretraining length: num_frames=592 (main_ASiT.py) = 37 x 8 patches (see backbones/README.md)
+ASIT_FBANK = FrontendSpec(chunk_frames=592)
 EAT_FBANK = FrontendSpec(mean=-4.268, std=4.569)
 BEATS_FBANK = FrontendSpec(
     window_type="povey", htk_compat=False, subtract_mean=False, waveform_scale=2.0**15,
@@ -66,8 +69,10 @@ SPECS: tuple[tuple[EncoderSpec, str, tuple[str, ...]], ...] = (
             url=None, page="https://github.com/SaraAtito/ASiT", file_name="ASiT checkpoint (.pth)",
             file_format="DINO-style {student: module.backbone.*, teacher: backbone.*, ...}",
             notes="Google Drive folder linked from the README (URL not recovered); layout and "
-                  "pos_embed grid (37 x 8 at 592 frames) inferred; teacher branch by default.",
-        ), frontend=AST_FBANK), "asit", ("asit", "vit_plain")),
+                  "pos_embed grid (37 x 8 at 592 frames) inferred; teacher branch by default. "
+                  "The table is never resized (official code): a file with a 64 x 8 table "
+                  "needs chunk_frames=1024.",
+        ), frontend=ASIT_FBANK, grid_10s=(74, 8)), "asit", ("asit", "vit_plain")),
     (EncoderSpec(
         name="beats", family="beats", description="BEATs iter3 (self-supervised)",
         paper=_BEATS_PAPER, licence="MIT", has_cls=False,

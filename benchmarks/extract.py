@@ -22,12 +22,18 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+# benchmarks/probes.py would shadow the probes package: this folder off the path, the repo first.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 import torch
 import torchaudio
 from torch.utils.data import DataLoader, Dataset
@@ -41,7 +47,9 @@ log = logging.getLogger("benchmarks.extract")
 
 # (key, clips to embed over all splits, mean encoder windows per clip, where the count comes from)
 # Counts are the public split sizes (approximate where a mirror differs); every clip of up to
-# 10.24 s is one window under the clip-length policy (backbones/frontend.py).
+# 10.24 s is one window under the clip-length policy (backbones/frontend.py). Windows are
+# 10.24 s units: ASiT runs 5.92 s windows (its position table is never resized), so its 10 s
+# timing covers two of them and its hours for <= 5.92 s clips are an upper bound (about 2x).
 DATASETS: tuple[tuple[str, int, float, str], ...] = (
     ("as20k", 39_400, 1.0, "AudioSet balanced train ~20.5k + eval ~18.9k available, 10 s"),
     ("fsd50k", 51_197, 3.0, "dev 40,966 + eval 10,231; 0.3-30 s, padded to 30 s = 3 windows"),
@@ -109,8 +117,9 @@ def time_frontend(bb: Backbone, reps: int, seconds: float) -> float:
     return float(np.median(times)) * 1e3
 
 
-def bench_cpu(name: str, size: str, batch: int, batches: int, seconds: float,
-              fe_reps: int) -> CpuRow:
+def bench_cpu(
+    name: str, size: str, batch: int, batches: int, seconds: float, fe_reps: int
+) -> CpuRow:
     bb = create_backbone(name, checkpoint="random", size=size)
     clips = synthetic_clips(batch, seconds)
     bb.embed_features(*bb.features(clips, 16_000))  # warm-up
@@ -123,8 +132,13 @@ def bench_cpu(name: str, size: str, batch: int, batches: int, seconds: float,
         t_model += time.perf_counter() - t1
         t_front += t1 - t0
     n = batch * batches
-    return CpuRow(name, time_frontend(bb, fe_reps, seconds), t_model / n * 1e3,
-                  n / (t_front + t_model), gflops_per_window(bb))
+    return CpuRow(
+        name,
+        time_frontend(bb, fe_reps, seconds),
+        t_model / n * 1e3,
+        n / (t_front + t_model),
+        gflops_per_window(bb),
+    )
 
 
 class FlacClips(Dataset):
@@ -147,8 +161,9 @@ class FlacClips(Dataset):
         return feats[0], frames[0]
 
 
-def _accel_loop(bb: Backbone, loader: Iterator[tuple[torch.Tensor, torch.Tensor]],
-                dtype: torch.dtype | None) -> int:
+def _accel_loop(
+    bb: Backbone, loader: Iterator[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype | None
+) -> int:
     dev = bb.device
     n = 0
     for feats, frames in loader:
@@ -161,8 +176,15 @@ def _accel_loop(bb: Backbone, loader: Iterator[tuple[torch.Tensor, torch.Tensor]
     return n
 
 
-def bench_accel(name: str, size: str, batch_sizes: list[int], dtypes: list[str], batches: int,
-                workers: int, device: str = "cuda") -> list[dict[str, object]]:
+def bench_accel(
+    name: str,
+    size: str,
+    batch_sizes: list[int],
+    dtypes: list[str],
+    batches: int,
+    workers: int,
+    device: str = "cuda",
+) -> list[dict[str, object]]:
     """Model-only vs end-to-end (CPU workers) throughput; ``device="cpu"`` smoke-tests it."""
     bb = create_backbone(name, checkpoint="random", size=size).to(device)
     cuda = device == "cuda"
@@ -178,19 +200,31 @@ def bench_accel(name: str, size: str, batch_sizes: list[int], dtypes: list[str],
             t0 = time.perf_counter()
             n = _accel_loop(bb, iter(model_only), dmap[dname])
             model_cps = n / (time.perf_counter() - t0)
-            loader = DataLoader(FlacClips(data, bs * (batches + 2), bb.spec.frontend),
-                                batch_size=bs, num_workers=workers, pin_memory=cuda,
-                                prefetch_factor=4 if workers else None,
-                                persistent_workers=False)
+            loader = DataLoader(
+                FlacClips(data, bs * (batches + 2), bb.spec.frontend),
+                batch_size=bs,
+                num_workers=workers,
+                pin_memory=cuda,
+                prefetch_factor=4 if workers else None,
+                persistent_workers=False,
+            )
             it = iter(loader)
             _accel_loop(bb, iter([next(it), next(it)]), dmap[dname])  # start the workers
             t0 = time.perf_counter()
             n = _accel_loop(bb, it, dmap[dname])
             e2e_cps = n / (time.perf_counter() - t0)
             mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-            rows.append({"encoder": name, "dtype": dname, "batch": bs, "model_cps": model_cps,
-                         "e2e_cps": e2e_cps, "peak_gib": mem,
-                         "bound": "cpu decode+fbank" if e2e_cps < 0.8 * model_cps else "model"})
+            rows.append(
+                {
+                    "encoder": name,
+                    "dtype": dname,
+                    "batch": bs,
+                    "model_cps": model_cps,
+                    "e2e_cps": e2e_cps,
+                    "peak_gib": mem,
+                    "bound": "cpu decode+fbank" if e2e_cps < 0.8 * model_cps else "model",
+                }
+            )
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
     return rows
@@ -200,7 +234,9 @@ def print_datasets() -> float:
     """Print the dataset table; return the encoder windows per encoder."""
     total_clips = sum(c for _, c, _, _ in DATASETS)
     total_windows = sum(c * w for _, c, w, _ in DATASETS)
-    print(f"\n### The 14 datasets: {total_clips:,} clips, {total_windows:,.0f} windows per encoder\n")
+    print(
+        f"\n### The 14 datasets: {total_clips:,} clips, {total_windows:,.0f} windows per encoder\n"
+    )
     print("| dataset | clips | windows/clip | source |\n| --- | ---: | ---: | --- |")
     for key, clips, w, src in DATASETS:
         print(f"| {key} | {clips:,} | {w:g} | {src} |")
@@ -230,18 +266,27 @@ def main() -> None:
     p.add_argument("--batch-sizes", type=int, nargs="*", default=[16, 32, 64, 128])
     p.add_argument("--dtypes", nargs="*", default=["fp32", "bf16", "fp16"])
     p.add_argument("--workers", type=int, default=12, help="CPU workers feeding the GPU")
-    p.add_argument("--loader-smoke", action="store_true",
-                   help="run the GPU benchmark's code path on the CPU (tiny check, no GPU)")
-    p.add_argument("--gpu-tflops", type=float, default=250.0,
-                   help="assumed sustained bf16 TFLOP/s for the FLOP-based GPU estimate")
+    p.add_argument(
+        "--loader-smoke",
+        action="store_true",
+        help="run the GPU benchmark's code path on the CPU (tiny check, no GPU)",
+    )
+    p.add_argument(
+        "--gpu-tflops",
+        type=float,
+        default=250.0,
+        help="assumed sustained bf16 TFLOP/s for the FLOP-based GPU estimate",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
 
     dec, res = time_decode_and_resample(10.0, 5)
-    print(f"## CPU ({args.threads} thread(s), torch {torch.__version__}, size={args.size}, "
-          f"batch {args.batch} x {args.batches} of 10 s clips)\n")
+    print(
+        f"## CPU ({args.threads} thread(s), torch {torch.__version__}, size={args.size}, "
+        f"batch {args.batch} x {args.batches} of 10 s clips)\n"
+    )
     print(f"FLAC decode {dec:.2f} ms/clip; 32->16 kHz resample {res:.2f} ms/clip (10 s)\n")
     print("| encoder | front end ms/clip (median) | model ms/clip | clips/s | GFLOP/window |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -249,20 +294,35 @@ def main() -> None:
     for name in args.encoders:
         r = bench_cpu(name, args.size, args.batch, args.batches, 10.0, args.fe_reps)
         rows.append(r)
-        print(f"| {r.encoder} | {r.frontend_ms:.1f} | {r.model_ms:.0f} | {r.clips_per_s:.2f} | "
-              f"{r.gflops_per_window:.1f} |", flush=True)
+        print(
+            f"| {r.encoder} | {r.frontend_ms:.1f} | {r.model_ms:.0f} | {r.clips_per_s:.2f} | "
+            f"{r.gflops_per_window:.1f} |",
+            flush=True,
+        )
     total_windows = print_datasets()
-    print_hours({r.encoder: r.clips_per_s for r in rows}, total_windows,
-                f"CPU, {args.threads} thread(s), measured")
+    print_hours(
+        {r.encoder: r.clips_per_s for r in rows},
+        total_windows,
+        f"CPU, {args.threads} thread(s), measured",
+    )
     cpu_ms = max(r.frontend_ms for r in rows) + dec  # BirdSet (32 kHz) adds the resample
     feed = args.workers * 1e3 / cpu_ms
-    print(f"\nCPU side per 10 s clip (FLAC decode + slowest front end): {cpu_ms:.1f} ms/core -> "
-          f"{1e3 / cpu_ms:,.0f} clips/s per core, {feed:,.0f} clips/s with {args.workers} workers.")
+    print(
+        f"\nCPU side per 10 s clip (FLAC decode + slowest front end): {cpu_ms:.1f} ms/core -> "
+        f"{1e3 / cpu_ms:,.0f} clips/s per core, {feed:,.0f} clips/s with {args.workers} workers."
+    )
     gpu_model = {r.encoder: args.gpu_tflops * 1e3 / r.gflops_per_window for r in rows}
-    print_hours(gpu_model, total_windows, f"GPU model only, from measured FLOPs at an assumed "
-                f"{args.gpu_tflops:g} TFLOP/s sustained; NOT measured")
-    print_hours({k: min(v, feed) for k, v in gpu_model.items()}, total_windows,
-                f"GPU fed by {args.workers} CPU workers: min(model, decode+front end); estimate")
+    print_hours(
+        gpu_model,
+        total_windows,
+        f"GPU model only, from measured FLOPs at an assumed "
+        f"{args.gpu_tflops:g} TFLOP/s sustained; NOT measured",
+    )
+    print_hours(
+        {k: min(v, feed) for k, v in gpu_model.items()},
+        total_windows,
+        f"GPU fed by {args.workers} CPU workers: min(model, decode+front end); estimate",
+    )
     if use_cuda or args.loader_smoke:
         device = "cuda" if use_cuda else "cpu"
         title = torch.cuda.get_device_name() if use_cuda else "CPU smoke run of the GPU path"
@@ -270,10 +330,14 @@ def main() -> None:
         print("| encoder | dtype | batch | model clips/s | end-to-end clips/s | peak GiB | bound |")
         print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
         for name in args.encoders:
-            for r in bench_accel(name, args.size, args.batch_sizes, args.dtypes, args.batches,
-                                 args.workers, device):
-                print(f"| {r['encoder']} | {r['dtype']} | {r['batch']} | {r['model_cps']:,.0f} | "
-                      f"{r['e2e_cps']:,.0f} | {r['peak_gib']:.1f} | {r['bound']} |", flush=True)
+            for r in bench_accel(
+                name, args.size, args.batch_sizes, args.dtypes, args.batches, args.workers, device
+            ):
+                print(
+                    f"| {r['encoder']} | {r['dtype']} | {r['batch']} | {r['model_cps']:,.0f} | "
+                    f"{r['e2e_cps']:,.0f} | {r['peak_gib']:.1f} | {r['bound']} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from typing import Any
 from probes.registry import did_you_mean
 
 GROUPS = ("encoder", "dataset", "probe")
+ANY_DATASET = "*"
+OVERRIDE_KEYS = ("search", "hparams")
 TIE_RULES = ("opponent", "own", "max", "pooled")
 
 
@@ -108,6 +110,7 @@ class SearchConfig:
     grace_epochs: int
     reduction_factor: int
     top_k: int
+    reproducible: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,10 +140,33 @@ class SweepConfig:
     extract_device: str
     tie_rule: str
     overrides: tuple[str, ...] = field(default=())
+    # dataset ("*" = every dataset) -> probe -> {"search": name, "hparams": {...}}
+    probe_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    out_url: str = ""  # the output folder when it lives on S3; out_dir is then its local mirror
 
     @property
     def tune_storage(self) -> str:
-        return self.ray.storage_path or str((self.out_dir / "tune").resolve())
+        if self.ray.storage_path:
+            return self.ray.storage_path
+        if self.out_url:
+            return f"{self.out_url.rstrip('/')}/tune"
+        return str((self.out_dir / "tune").resolve())
+
+    def probe_for(self, dataset: str, probe: ProbeChoice) -> ProbeChoice:
+        """``probe`` with the sweep's ``probe_overrides`` for ``dataset`` applied.
+
+        Order: the probe's own file, then ``probe_overrides["*"]``, then
+        ``probe_overrides[dataset]``; ``search`` replaces, ``hparams`` merge key by key.
+        """
+        search, hparams = probe.search, dict(probe.hparams)
+        for key in (ANY_DATASET, dataset):
+            body = self.probe_overrides.get(key, {}).get(probe.name)
+            if body:
+                search = body.get("search") or search
+                hparams.update(body.get("hparams") or {})
+        if search == probe.search and hparams == probe.hparams:
+            return probe
+        return ProbeChoice(probe.name, search, hparams)
 
 
 _GROUP_OVERRIDE = re.compile(r"^\+?(encoder|dataset|probe)=\[?([^\]]*)\]?$")
@@ -178,6 +204,9 @@ def compose(name: str, overrides: list[str] | tuple[str, ...] = (), out_dir: str
         )
     overrides = list(overrides)
     _check_group_overrides(overrides)
+    from orchestrator import paths
+
+    paths.register_resolver(bool(paths.cluster_reason(paths.override_address(overrides))))
     try:
         with initialize_config_dir(config_dir=str(sweeps_dir()), version_base="1.3"):
             cfg = hydra_compose(config_name=name, overrides=overrides)
@@ -212,25 +241,78 @@ def _top_level_keys() -> list[str]:
     return sorted([*base.keys(), *GROUPS])
 
 
-def _absolute(location: str) -> str:
-    """Local paths become absolute (trial workers do not share the driver's cwd); URLs stay."""
-    return location if "://" in location else str(Path(location).resolve())
+def _absolute(location: str, root: str = "") -> str:
+    """Local paths become absolute (trial workers do not share the driver's cwd); URLs stay.
+
+    On a cluster a relative path is taken under the stable root ``root``, never under the
+    job's working-dir copy."""
+    if "://" in location:
+        return location
+    path = Path(location).expanduser()
+    if root and not path.is_absolute():
+        return f"{root}/{path.as_posix()}" if "://" in root else str(Path(root) / path)
+    return str(path.resolve())
 
 
 def _as_float(section: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{section}.{key}={value!r}: expected a number >= 0.")
+        raise ConfigError(
+            f"{section}.{key}={value!r}: expected a number >= 0; pass e.g. {section}.{key}=1."
+        )
     return float(value)
 
 
 def _as_int(section: str, key: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{section}.{key}={value!r}: expected an integer >= {minimum}.")
+        raise ConfigError(
+            f"{section}.{key}={value!r}: expected an integer >= {minimum}; pass e.g. "
+            f"{section}.{key}={max(minimum, 1)}."
+        )
     return value
+
+
+def _as_bool(section: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{section}.{key}={value!r}: expected true or false.")
+    return value
+
+
+def _probe_overrides(raw: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """The shape of ``probe_overrides`` (names are checked in :func:`validate_names`)."""
+    raw = raw or {}
+    example = "probe_overrides: {as20k: {protobin: {hparams: {prototypes_per_class: 10}}}}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"probe_overrides={raw!r}: expected a mapping, e.g. {example}.")
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for dataset, probes in raw.items():
+        if not isinstance(probes, dict):
+            raise ConfigError(
+                f"probe_overrides.{dataset}={probes!r}: expected probe -> settings, e.g. {example}."
+            )
+        for probe, body in probes.items():
+            where = f"probe_overrides.{dataset}.{probe}"
+            if not isinstance(body, dict):
+                raise ConfigError(f"{where}={body!r}: expected {{search: ..., hparams: {{...}}}}.")
+            for key in body:
+                if key not in OVERRIDE_KEYS:
+                    raise ConfigError(
+                        f"{where}: unknown key {key!r}.{did_you_mean(str(key), OVERRIDE_KEYS)} "
+                        f"Valid keys: {', '.join(OVERRIDE_KEYS)} (hyperparameters go under "
+                        f"hparams, e.g. {example})."
+                    )
+            if not isinstance(body.get("hparams") or {}, dict):
+                raise ConfigError(f"{where}.hparams={body['hparams']!r}: expected a mapping.")
+            out.setdefault(str(dataset), {})[str(probe)] = {
+                k: (dict(v) if k == "hparams" else v) for k, v in body.items() if v is not None
+            }
+    return out
 
 
 def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
     """Turn a composed config into a validated :class:`SweepConfig`."""
+    from orchestrator.validate import check_unused_keys
+
+    check_unused_keys(raw)
     for group in GROUPS:
         if not raw.get(group):
             raise ConfigError(
@@ -264,6 +346,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         grace_epochs=_as_int("search", "grace_epochs", s["grace_epochs"], 1),
         reduction_factor=_as_int("search", "reduction_factor", s["reduction_factor"], 2),
         top_k=_as_int("search", "top_k", s["top_k"], 1),
+        reproducible=_as_bool("search", "reproducible", s.get("reproducible", False)),
     )
     if search.top_k > search.trials:
         raise ConfigError(
@@ -283,16 +366,28 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
             f"tie_rule={tie_rule!r} is not a tie rule.{did_you_mean(tie_rule, TIE_RULES)} "
             f"Valid: {', '.join(TIE_RULES)}."
         )
-    if t["warmup_epochs"] > t["epochs"]:
+    train = TrainSettings(
+        epochs=_as_int("train", "epochs", t["epochs"], 1),
+        batch_size=_as_int("train", "batch_size", t["batch_size"], 1),
+        warmup_epochs=_as_int("train", "warmup_epochs", t["warmup_epochs"]),
+        device=str(t["device"]),
+    )
+    if train.warmup_epochs > train.epochs:
         raise ConfigError(
-            f"train.warmup_epochs={t['warmup_epochs']} exceeds train.epochs={t['epochs']}."
+            f"train.warmup_epochs={train.warmup_epochs} exceeds train.epochs={train.epochs}; "
+            "lower train.warmup_epochs."
         )
-    out_dir = Path(raw["out_dir"]).resolve()
+    from orchestrator import paths
+
+    root = paths.home(bool(paths.cluster_reason(r.get("address") or "")))
+    out_url = _absolute(str(raw["out_dir"]), root)
+    out_dir = paths.mirror_dir(out_url) if "://" in out_url else Path(out_url)
     return SweepConfig(
         name=raw["name"],
         out_dir=out_dir,
-        data_root=_absolute(str(raw["data_root"])),
-        store_url=_absolute(str(raw["store_url"])),
+        out_url=out_url if "://" in out_url else "",
+        data_root=_absolute(str(raw["data_root"]), root),
+        store_url=_absolute(str(raw["store_url"]), root),
         tracking_uri=raw.get("tracking_uri") or f"sqlite:///{(out_dir / 'mlflow.db').resolve()}",
         experiment=str(raw.get("experiment") or raw["name"]),
         encoders=encoders,
@@ -300,7 +395,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         probes=probes,
         ray=RayConfig(
             address=r.get("address") or "",
-            storage_path=_absolute(r["storage_path"]) if r.get("storage_path") else "",
+            storage_path=_absolute(r["storage_path"], root) if r.get("storage_path") else "",
             max_concurrent_trials=_as_int(
                 "ray", "max_concurrent_trials", r["max_concurrent_trials"]
             ),
@@ -315,31 +410,34 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         ),
         search=search,
         seeds=seeds,
-        train=TrainSettings(
-            epochs=_as_int("train", "epochs", t["epochs"], 1),
-            batch_size=_as_int("train", "batch_size", t["batch_size"], 1),
-            warmup_epochs=_as_int("train", "warmup_epochs", t["warmup_epochs"]),
-            device=str(t["device"]),
-        ),
+        train=train,
         extract_batch_size=_as_int("extract", "batch_size", e["batch_size"], 1),
         extract_device=str(e["device"]),
         tie_rule=tie_rule,
         overrides=tuple(overrides),
+        probe_overrides=_probe_overrides(raw.get("probe_overrides")),
     )
 
 
-def load(name: str, overrides: list[str] | tuple[str, ...] = (), out_dir: str | None = None):
-    """Compose, convert and validate a sweep (names checked against the registries)."""
+def load(
+    name: str,
+    overrides: list[str] | tuple[str, ...] = (),
+    out_dir: str | None = None,
+    build_probes: bool = True,
+):
+    """Compose, convert and validate a sweep (names checked against the registries).
+
+    ``build_probes=False`` (``--dry-run``) skips building each probe once, which imports torch;
+    :mod:`orchestrator.preflight` then checks the hyperparameter names statically."""
     cfg = build(compose(name, overrides, out_dir), tuple(overrides))
-    validate_names(cfg)
+    validate_names(cfg, build_probes)
     return cfg
 
 
-def validate_names(cfg: SweepConfig) -> None:
+def validate_names(cfg: SweepConfig, build_probes: bool = True) -> None:
     """Check every encoder, dataset, probe and search space before any Ray work."""
     from backbones import BACKBONES
     from orchestrator.datasets import DATASETS
-    from orchestrator.search import load_space
     from probes import PROBES
     from probes.registry import RegistryError
 
@@ -352,23 +450,35 @@ def validate_names(cfg: SweepConfig) -> None:
             PROBES.check(probe.name)
     except RegistryError as err:
         raise ConfigError(str(err)) from None
-    for probe in cfg.probes:
-        _check_probe(probe, load_space(probe.search, probe.name))
+    _check_override_names(cfg, DATASETS, PROBES)
+    from orchestrator.validate import validate_values
+
+    validate_values(cfg, build_probes=build_probes)
 
 
-def _check_probe(probe: ProbeChoice, space) -> None:
-    """Build the probe once, tiny, with its fixed and searched hyperparameters."""
-    from probes import create_probe
+def _check_override_names(cfg: SweepConfig, datasets, probes) -> None:
+    """Every dataset, probe and hyperparameter named in ``probe_overrides`` exists."""
+    from probes import probe_hparams
 
-    from orchestrator.trial import TRAIN_FIELDS
-
-    searched = {
-        p.name: (p.choices[0] if p.choices else p.low) for p in space if p.name not in TRAIN_FIELDS
-    }
-    try:
-        create_probe(probe.name, embed_dim=8, num_classes=2, **probe.hparams, **searched)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(
-            f"probe {probe.name!r} (sweeps/probe/{probe.name}.yaml, search space "
-            f"{probe.search!r}): {err}"
-        ) from None
+    for dataset, per_probe in cfg.probe_overrides.items():
+        if dataset != ANY_DATASET and dataset not in datasets:
+            valid = [ANY_DATASET, *datasets.names()]
+            raise ConfigError(
+                f"probe_overrides: unknown dataset {dataset!r}.{did_you_mean(dataset, valid)} "
+                f"Valid: {', '.join(valid)} ('*' = every dataset)."
+            )
+        for probe, body in per_probe.items():
+            if probe not in probes:
+                raise ConfigError(
+                    f"probe_overrides.{dataset}: unknown probe {probe!r}."
+                    f"{did_you_mean(probe, probes.names())} Valid probes: "
+                    f"{', '.join(probes.names())}."
+                )
+            valid = sorted(probe_hparams(probe))
+            for name in body.get("hparams") or {}:
+                if name not in valid:
+                    raise ConfigError(
+                        f"probe_overrides.{dataset}.{probe}.hparams: probe {probe!r} has no "
+                        f"hyperparameter {name!r}.{did_you_mean(name, valid)} Valid: "
+                        f"{', '.join(valid)}."
+                    )

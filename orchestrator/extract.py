@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -90,8 +90,12 @@ def extract_split_report(
     shard_size: int = DEFAULT_SHARD_SIZE,
     layer: int = -1,
     workers: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ExtractReport:
-    """:func:`extract_split`, returning what was computed, reused and skipped."""
+    """:func:`extract_split`, returning what was computed, reused and skipped.
+
+    ``on_progress(done, total)`` is called with the clips of this call done so far (after each
+    shard), so a driver can show clips/s and an ETA."""
     t0 = time.perf_counter()
     key = store_key(backbone, spec, split, layer)
     # One extraction per key and node: a second process waits, then finds the entry complete.
@@ -133,13 +137,16 @@ def extract_split_report(
                 key,
                 workers,
                 layout,
+                on_progress,
             )
             try:
                 meta = _meta(backbone, spec, split, shard_size, layer)
                 manifest = writer.finalize(n_shards, meta)
                 break
-            except ShardCorrupt as err:
-                log.warning("%s; recomputing it (attempt %d)", err, attempt + 1)
+            except ShardCorrupt as err:  # every bad shard at once: one recompute repairs them
+                log.warning(
+                    "%s; recomputing %d shard(s) (attempt %d)", err, len(err.shards), attempt + 1
+                )
         else:
             raise ChecksumError(
                 f"{key.relpath}: shards keep failing their checksums; check the disk."
@@ -222,10 +229,14 @@ def _run_shards(
     key: StoreKey,
     workers: int,
     layout: dict[str, Any],
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> None:
     from tqdm.auto import tqdm
 
     total = sum(len(range(i * shard_size, min(len(data), (i + 1) * shard_size))) for i in todo)
+    done = 0
+    if on_progress is not None:
+        on_progress(0, total)
     bar = tqdm(
         total=total,
         desc=f"extract {key.encoder}/{spec.name}/{key.split}",
@@ -257,6 +268,9 @@ def _run_shards(
                 "first_id": layout["ids"][lo],
             }
             writer.write_shard(i, arrays, [e.id for e in good], skipped, extra=extra)
+            done += hi - lo
+            if on_progress is not None:
+                on_progress(done, total)
     finally:
         bar.close()
 

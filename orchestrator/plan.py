@@ -36,6 +36,7 @@ class Study:
     dataset: DatasetChoice
     probe: ProbeChoice
     settings: str = ""  # fingerprint of the training, search and seed settings
+    dataset_version: str = ""  # the catalog's version: a changed data protocol is a new study
 
     @property
     def backbone(self) -> str:
@@ -52,6 +53,7 @@ class Study:
                 self.dataset.name,
                 self.dataset.source,
                 self.dataset.options,
+                self.dataset_version,
                 self.probe.name,
                 self.probe.search,
                 self.probe.hparams,
@@ -72,7 +74,8 @@ class Plan:
     search_trials: int
     final_trials: int
 
-    def describe(self, cfg: SweepConfig) -> str:
+    def describe(self, cfg: SweepConfig, verbose: bool = False) -> str:
+        """Counts per stage and per encoder / dataset; every job only when ``verbose``."""
         lines = [
             f"sweep {cfg.name}: {len(cfg.encoders)} encoders x {len(cfg.datasets)} datasets x "
             f"{len(cfg.probes)} probes",
@@ -83,24 +86,55 @@ class Plan:
             f"epochs, reduction {cfg.search.reduction_factor})",
             f"  final trials:    {self.final_trials} (top {cfg.search.top_k} x "
             f"{len(cfg.seeds)} seeds per study)",
-            f"  output:          {cfg.out_dir}",
-            f"  store:           {cfg.store_url}",
-            f"  mlflow:          {cfg.tracking_uri} (experiment {cfg.experiment!r})",
-            "  extraction:",
+            f"  training:        {cfg.train.epochs} epochs, batch {cfg.train.batch_size}; "
+            f"{cfg.ray.cpus_per_trial:g} CPU + {cfg.ray.gpus_per_trial:g} GPU per trial, "
+            f"{cfg.ray.cpus_per_extraction:g} CPU + {cfg.ray.gpus_per_extraction:g} GPU per "
+            "extraction",
         ]
         lines += [
-            f"    {encoder_label(j.encoder)} / {j.dataset.name} / {j.split}"
-            for j in self.extractions
+            f"  reproducible:    {'yes' if cfg.search.reproducible else 'no'}",
+            f"  output:          {cfg.out_url or cfg.out_dir}",
+            f"  store:           {cfg.store_url}",
+            f"  mlflow:          {cfg.tracking_uri} (experiment {cfg.experiment!r})",
         ]
-        lines.append("  studies:")
-        lines += [f"    {s.study_id}" for s in self.studies]
+        if cfg.probe_overrides:
+            lines.append("  probe settings per dataset (probe_overrides):")
+            lines += [
+                f"    {ds} / {probe}: {body}"
+                for ds, per in cfg.probe_overrides.items()
+                for probe, body in per.items()
+            ]
+        per_trial = cfg.search.trials + cfg.search.top_k * len(cfg.seeds)
+        for title, key in (
+            ("per encoder", lambda s: s.backbone),
+            ("per dataset", lambda s: s.dataset.name),
+        ):
+            counts: dict[str, int] = {}
+            for study in self.studies:
+                counts[key(study)] = counts.get(key(study), 0) + 1
+            lines.append(f"  {title}:")
+            width = max(map(len, counts), default=0)
+            lines += [
+                f"    {name:<{width}}  {n:>5} studies  {n * per_trial:>7} trials"
+                for name, n in counts.items()
+            ]
+        if verbose:
+            lines.append("  extraction:")
+            lines += [
+                f"    {encoder_label(j.encoder)} / {j.dataset.name} / {j.split}"
+                for j in self.extractions
+            ]
+            lines.append("  studies:")
+            lines += [f"    {s.study_id}" for s in self.studies]
+        else:
+            lines.append("  (--verbose lists every extraction job and study)")
         return "\n".join(lines)
 
 
 def settings_fingerprint(cfg: SweepConfig, probe: ProbeChoice) -> str:
     """What else shapes a study's results: change any of it and the study is a new one, so a
     re-run in the same folder never reuses trials made under other settings."""
-    from orchestrator.search import load_space
+    from orchestrator.space import load_space
 
     payload = json.dumps(
         [asdict(cfg.train), asdict(cfg.search), list(cfg.seeds), load_space(probe.search)],
@@ -117,12 +151,23 @@ def make_plan(cfg: SweepConfig) -> Plan:
         for ds in cfg.datasets
         for split in SPLITS
     )
-    settings = {probe.name: settings_fingerprint(cfg, probe) for probe in cfg.probes}
+    # Probe settings per dataset (cfg.probe_overrides) are applied here, so they enter the
+    # study id; the settings fingerprint depends on the search space, read once per space.
+    resolved = {
+        (ds.name, p.name): cfg.probe_for(ds.name, p) for ds in cfg.datasets for p in cfg.probes
+    }
+    settings: dict[str, str] = {}
+    for probe in resolved.values():
+        if probe.search not in settings:
+            settings[probe.search] = settings_fingerprint(cfg, probe)
+    from orchestrator.datasets import DATASETS
+
+    versions = {ds.name: DATASETS.get(ds.name).version for ds in cfg.datasets}
     studies = tuple(
-        Study(enc, ds, probe, settings[probe.name])
+        Study(enc, ds, probe, settings[probe.search], versions[ds.name])
         for enc in cfg.encoders
         for ds in cfg.datasets
-        for probe in cfg.probes
+        for probe in (resolved[(ds.name, p.name)] for p in cfg.probes)
     )
     return Plan(
         extractions=extractions,

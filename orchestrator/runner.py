@@ -1,6 +1,6 @@
 """The driver: extraction jobs and studies as Ray tasks, outputs written in one place.
 
-Extraction runs one task per (encoder, dataset); each study runs as a task of its own
+Extraction runs one task per (encoder, dataset) (``orchestrator.extract_jobs``); each study runs as a task of its own
 (``orchestrator.study``), a bounded number at a time, so the cluster's slots are shared by many
 studies' trials. Only the driver writes the output folder: ``studies/<id>/trials.parquet`` and,
 when a study finished, ``studies/<id>/final.parquet``, which a re-run reads instead of redoing it.
@@ -18,71 +18,10 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.config import SweepConfig
-from orchestrator.plan import Study, encoder_label
+from orchestrator.plan import Study
 from orchestrator.study import Extracted, StudyOutcome, run_study
 
 log = logging.getLogger(__name__)
-
-
-def _extract_pair(encoder, dataset, cfg: SweepConfig) -> Extracted:
-    """Ray task body: build the frozen encoder once, extract the three splits into the store."""
-    import torch
-
-    from backbones import create_backbone
-    from orchestrator.datasets import get_dataset
-    from orchestrator.extract import extract_split_report
-    from orchestrator.store import EmbeddingStore
-
-    device = cfg.extract_device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    spec = get_dataset(dataset.name, source=dataset.source, **dataset.options)
-    backbone = create_backbone(encoder.name, checkpoint=encoder.checkpoint, **encoder.overrides)
-    backbone = backbone.to(device)
-    store = EmbeddingStore(cfg.store_url)
-    keys, skipped = {}, 0
-    for split in ("train", "valid", "test", *spec.extra_splits):
-        report = extract_split_report(
-            backbone, spec, split, store, cfg.data_root, cfg.extract_batch_size, progress=False
-        )
-        keys[split] = report.key
-        skipped += len(report.skipped)
-    return Extracted(
-        keys=keys,
-        weights_id=backbone.weights_id,
-        dataset_version=spec.version,
-        task=spec.task,
-        metric=spec.metric,
-        num_classes=spec.num_classes,
-        skipped=skipped,
-    )
-
-
-def run_extractions(cfg: SweepConfig) -> dict[tuple[str, str], Extracted | str]:
-    """One Ray task per (encoder, dataset); finished store entries are not recomputed.
-
-    A pair whose extraction fails maps to its error message: its studies are reported as
-    failed, every other pair goes on.
-    """
-    task = ray.remote(_extract_pair).options(
-        num_cpus=cfg.ray.cpus_per_extraction, num_gpus=cfg.ray.gpus_per_extraction, max_retries=1
-    )
-    refs = {
-        (encoder_label(enc), ds.name): task.remote(enc, ds, cfg)
-        for enc in cfg.encoders
-        for ds in cfg.datasets
-    }
-    done: dict[tuple[str, str], Extracted | str] = {}
-    for pair, ref in refs.items():
-        try:
-            done[pair] = ray.get(ref)
-        except ray.exceptions.RayTaskError as err:
-            cause = err.cause if getattr(err, "cause", None) is not None else err
-            done[pair] = f"extraction of {pair[0]} / {pair[1]} failed: {cause}"
-            log.error("%s", done[pair])
-            continue
-        log.info("extracted %s / %s (%d unreadable clips skipped)", *pair, done[pair].skipped)
-    return done
 
 
 def _atomic_parquet(frame: pl.DataFrame, path: Path) -> None:

@@ -4,29 +4,45 @@ from probes import create_probe, fit, evaluate, ProbeData, TrainConfig
 probe = create_probe("protobin", embed_dim=768, num_classes=527, prototypes_per_class=10)
 result = fit(probe, train, val, TrainConfig(epochs=30))
 metrics = evaluate(probe, test)
+
+Names are imported on first use (PEP 562), so ``from probes import PROBES`` (listing, config
+validation, ``--dry-run``) does not import torch.
 """
 
 from __future__ import annotations
 
-from probes.data import ProbeData
-from probes.factory import PROBES, create_probe, probe_hparams
-from probes.losses import AsymmetricLoss, make_loss
-from probes.metrics import compute_metrics
-from probes.pooling import ProbeHead
-from probes.train import FitResult, TrainConfig, evaluate, fit, predict
+import importlib
+from typing import Any
 
-__all__ = [
-    "PROBES",
-    "AsymmetricLoss",
-    "FitResult",
-    "ProbeData",
-    "ProbeHead",
-    "TrainConfig",
-    "compute_metrics",
-    "create_probe",
-    "evaluate",
-    "fit",
-    "make_loss",
-    "predict",
-    "probe_hparams",
-]
+_LAZY = {
+    "PROBES": "probes.factory",
+    "create_probe": "probes.factory",
+    "probe_hparams": "probes.factory",
+    "ProbeData": "probes.data",
+    "AsymmetricLoss": "probes.losses",
+    "make_loss": "probes.losses",
+    "compute_metrics": "probes.metrics",
+    "ProbeHead": "probes.pooling",
+    "FitResult": "probes.train",
+    "TrainConfig": "probes.train",
+    "evaluate": "probes.train",
+    "fit": "probes.train",
+    "predict": "probes.train",
+    "CheckpointError": "probes.checkpoint",
+    "load_probe": "probes.checkpoint",
+    "save_probe": "probes.checkpoint",
+}
+
+__all__ = sorted(_LAZY)  # noqa: PLE0605 - the lazy names
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'probes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

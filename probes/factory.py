@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from probes.pooling import ProbeHead
 from probes.registry import Registry, did_you_mean
+
+if TYPE_CHECKING:  # names and hyperparameters are listed without importing torch
+    from probes.pooling import ProbeHead
 
 logger = logging.getLogger(__name__)
 
@@ -57,5 +59,8 @@ def create_probe(name: str, embed_dim: int, num_classes: int, **hparams: Any) ->
                 f"Valid hyperparameters: {choices}."
             )
     probe = cls(embed_dim=embed_dim, num_classes=num_classes, **hparams)
+    # What probes.checkpoint needs to rebuild this head: its registry name and constructor kwargs.
+    probe.probe_name = name
+    probe.init_kwargs = {"embed_dim": embed_dim, "num_classes": num_classes, **hparams}
     logger.debug("created probe %s (D=%d, C=%d, %s)", name, embed_dim, num_classes, hparams)
     return probe

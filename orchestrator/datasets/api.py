@@ -78,14 +78,49 @@ def is_remote_source(source: str) -> bool:
     )
 
 
-def dataset_root(spec: DatasetSpec, data_root: str | os.PathLike) -> str:
-    """The folder (path or fsspec URL) the split is read from; generates synthetic data."""
+def _exists(location: str) -> bool:
+    """``os.path.exists`` for paths and fsspec URLs (``s3://...``) alike."""
+    if "://" not in location:
+        return os.path.exists(location)
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(location)
+    return fs.exists(path)
+
+
+def join(root: str | os.PathLike, *parts: str) -> str:
+    """``os.path.join`` that keeps ``s3://`` URLs intact."""
+    root = os.fspath(root)
+    if "://" in root:
+        return "/".join([root.rstrip("/"), *parts])
+    return os.path.join(root, *parts)
+
+
+def generated_root(data_root: str | os.PathLike) -> str:
+    """Where generated data is written: ``data_root``, or a node-local folder when it is a URL
+    (generation is seeded, so every node makes the same clips)."""
+    data_root = os.fspath(data_root)
+    if "://" not in data_root:
+        return data_root
+    base = os.environ.get("UNMUTE_NODE_CACHE") or os.path.expanduser("~/.cache/unmute-bench")
+    return os.path.join(base, "generated-data")
+
+
+def staged_root(spec: DatasetSpec, data_root: str | os.PathLike) -> str:
+    """The folder (path or URL) the dataset is read from; raises if it is not there.
+
+    A generated dataset counts as present (it is generated on first use)."""
     if spec.synthetic and spec.source == "generated":
-        return str(ensure_generated(spec, data_root))
+        return join(generated_root(data_root), spec.folder_name)
     if not is_remote_source(spec.source):
+        if not _exists(spec.source):
+            raise DatasetError(
+                f"dataset {spec.name!r}: its source {spec.source} does not exist; fix `source:` "
+                f"in sweeps/dataset/{spec.name}.yaml (a local folder or an s3:// prefix)."
+            )
         return spec.source
-    staged = os.path.join(os.fspath(data_root), spec.folder_name)
-    if not os.path.isdir(staged) or not os.path.exists(os.path.join(staged, ".staged")):
+    staged = join(data_root, spec.folder_name)
+    if not _exists(join(staged, ".staged")):
         raise DatasetError(
             f"dataset {spec.name!r} is not staged under {staged}. Stage it with "
             f"`python -m orchestrator.data {spec.name} --prepare --data-root {data_root}` "
@@ -93,6 +128,13 @@ def dataset_root(spec: DatasetSpec, data_root: str | os.PathLike) -> str:
             "at a local folder or s3:// prefix that holds it."
         )
     return staged
+
+
+def dataset_root(spec: DatasetSpec, data_root: str | os.PathLike) -> str:
+    """The folder (path or fsspec URL) the split is read from; generates synthetic data."""
+    if spec.synthetic and spec.source == "generated":
+        return str(ensure_generated(spec, generated_root(data_root)))
+    return staged_root(spec, data_root)
 
 
 def read_records(spec: DatasetSpec, root: str) -> tuple[dict[str, list[Record]], tuple[str, ...]]:

@@ -200,11 +200,14 @@ _register(
         clip_seconds=5.0,
         sample_rate=44100,
         splits=SPLITS,
-        version="esc50-master",
+        version="esc50-master-4folds",  # was esc50-master: folds 1-3 train, fold 4 valid
         source="https://github.com/karolpiczak/ESC-50/archive/master.zip",
-        description="ESC-50 environmental sounds; folds 1-3 train, fold 4 valid, fold 5 test.",
+        description=(
+            "ESC-50 environmental sounds; folds 1-4 train (1,600 clips, the paper's), fold 5 "
+            "test; valid carved from the training folds."
+        ),
         fmt="esc50",
-        valid_carving="fold 4 (official fold, chosen)",
+        valid_carving=CARVE,
         license="CC BY-NC 3.0",
         paper="Piczak, ACM MM 2015",
     )
@@ -218,13 +221,15 @@ _register(
         clip_seconds=1.0,
         sample_rate=16000,
         splits=SPLITS,
-        version="speech_commands_v0.02",
+        version="speech_commands_v0.02-full-train",  # was ..._v0.02: balanced ~37 k train
         source="http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz",
         description=(
             "Speech Commands v2, 12 classes: 10 keywords, _unknown_ (the 25 other words), "
-            "_silence_ (1 s windows of _background_noise_); official validation/testing lists."
+            "_silence_ (1 s windows of _background_noise_); official validation/testing lists. "
+            "Train is every training clip (~84.8 k, the paper's size); valid/test are balanced."
         ),
         fmt="sc2",
+        options=(("balanced_train", False),),
         license="CC BY 4.0",
         paper="Warden, arXiv 1804.03209",
     )

@@ -4,11 +4,16 @@ Each reads the metadata exactly as its archive ships it (on a local disk or any 
 so an extracted archive, or a copy of it on S3, is usable without conversion:
 
 - ESC-50 (``ESC-50-master/``): ``meta/esc50.csv`` (filename, fold, target, category, esc10,
-  src_file, take) and ``audio/``. Choice: folds 1-3 train, fold 4 valid, fold 5 test.
+  src_file, take) and ``audio/``. The paper's protocol: folds 1-4 train (1,600 clips), fold 5
+  test; valid is carved from the training folds like every set without one (by ``src_file``).
 - Speech Commands v0.02: ``<word>/<speaker>_nohash_<n>.wav``, ``validation_list.txt``,
   ``testing_list.txt``, ``_background_noise_/``. 12 classes: the ten keywords, ``_unknown_``
-  (other words, subsampled to the mean keyword count per split, seeded) and ``_silence_``
-  (the same number of 1 s windows cut from the background noise files at seeded offsets).
+  (the 25 other words) and ``_silence_`` (1 s windows of the background noise files). Train
+  follows the paper's size (~84.8 k): every training clip of every word (unknown words not
+  subsampled) plus one window per whole second of background noise. Valid and test stay
+  balanced (the usual 12-class evaluation): unknown words subsampled to the mean keyword count,
+  seeded, and as many silence windows at seeded offsets. Option ``balanced_train: true`` treats
+  train like valid/test (the earlier ~37 k protocol).
 - FSD50K: ``FSD50K.ground_truth/{dev,eval,vocabulary}.csv``, ``FSD50K.dev_audio/``,
   ``FSD50K.eval_audio/``; the official train/val split of dev.csv.
 - AudioSet: ``balanced_train_segments.csv``, ``eval_segments.csv``,
@@ -130,30 +135,64 @@ def read_sc2(spec: DatasetSpec, t: _Tree) -> tuple[Records, tuple[str, ...]]:
         rec = Record(id=inner, labels=rec_labels, load=t.loader(rel), group=speaker)
         (words if word in index else others)[split].append(rec)
     out: Records = {}
+    lengths = _Lengths(t)
     for split in ("train", "valid", "test"):
+        if split == "train" and not spec.opts.get("balanced_train", False):
+            out[split] = (
+                words[split] + others[split] + _tiled_silence(lengths, sorted(noise), silence)
+            )
+            continue
         per_class = max(1, len(words[split]) // 10)
         chosen = sorted(others[split], key=lambda r: _rank(seed, r.id))[:per_class]
         windows = []
         for k in range(per_class if noise else 0):
             rel = sorted(noise)[int(_rank(seed, f"{split}:{k}")[:8], 16) % len(noise)]
             windows.append((rel, k))
-        out[split] = words[split] + chosen + _silence(t, windows, split, seed, silence)
+        out[split] = words[split] + chosen + _silence(lengths, windows, split, seed, silence)
     return out, spec.classes
 
 
-def _silence(
-    t: _Tree, windows: list[tuple[str, int]], split: str, seed: int, label: int
-) -> list[Record]:
-    import soundfile as sf
+class _Lengths:
+    """Durations (s) of audio files under a tree, read once each."""
 
-    lengths: dict[str, float] = {}
+    def __init__(self, t: _Tree) -> None:
+        self.t = t
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, rel: str) -> float:
+        if rel not in self.seconds:
+            import soundfile as sf
+
+            with self.t.fs.open(f"{self.t.base}/{rel}", "rb") as f:
+                info = sf.info(f)
+            self.seconds[rel] = info.frames / info.samplerate
+        return self.seconds[rel]
+
+
+def _tiled_silence(lengths: _Lengths, noise: list[str], label: int) -> list[Record]:
+    """One 1 s window per whole second of every background noise file, back to back."""
+    out = []
+    for rel in noise:
+        for k in range(int(lengths(rel))):
+            out.append(
+                Record(
+                    id=f"_silence_/train-{rel.rsplit('/', 1)[-1].rsplit('.', 1)[0]}-{k:04d}",
+                    labels=(label,),
+                    load=lengths.t.loader(rel),
+                    start=float(k),
+                    end=float(k + 1),
+                )
+            )
+    return out
+
+
+def _silence(
+    lengths: _Lengths, windows: list[tuple[str, int]], split: str, seed: int, label: int
+) -> list[Record]:
+    t = lengths.t
     out = []
     for rel, k in windows:
-        if rel not in lengths:
-            with t.fs.open(f"{t.base}/{rel}", "rb") as f:
-                info = sf.info(f)
-            lengths[rel] = info.frames / info.samplerate
-        span = max(0.0, lengths[rel] - 1.0)
+        span = max(0.0, lengths(rel) - 1.0)
         start = (int(_rank(seed, f"{split}:{k}:start")[:8], 16) / 0xFFFFFFFF) * span
         out.append(
             Record(
@@ -246,7 +285,8 @@ MARKERS = {
     "fsd50k": "vocabulary.csv",
     "audioset": "class_labels_indices.csv",
 }
-ESC50_FOLDS = {1: "train", 2: "train", 3: "train", 4: "valid", 5: "test"}
+# The paper's ESC-50 protocol: four folds train, one tests; no valid fold (carved from train).
+ESC50_FOLDS = {1: "train", 2: "train", 3: "train", 4: "train", 5: "test"}
 
 
 def read(spec: DatasetSpec, root: str) -> tuple[Records, tuple[str, ...]]:

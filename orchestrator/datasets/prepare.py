@@ -22,7 +22,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from orchestrator.datasets.lock import file_lock
+from orchestrator.datasets.lock import clear_stale_temps, file_lock
 from orchestrator.datasets.spec import DatasetError, DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,9 @@ BIRDSET_CLASS_LISTS = {
 
 
 def is_staged(spec: DatasetSpec, data_root: str | os.PathLike) -> bool:
-    return (Path(data_root) / spec.folder_name / ".staged").exists()
+    from orchestrator.datasets.api import _exists, join
+
+    return _exists(join(data_root, spec.folder_name, ".staged"))
 
 
 def prepare(
@@ -56,8 +58,13 @@ def prepare(
     data_root: str | os.PathLike,
     progress: bool = True,
     audio_dir: str | None = None,
-) -> Path:
-    """Stage ``spec`` under ``data_root/<folder>/`` (no-op when already staged)."""
+) -> Path | str:
+    """Stage ``spec`` under ``data_root/<folder>/`` (no-op when already staged).
+
+    ``data_root`` may be an fsspec URL (``s3://bucket/data``): the dataset is staged in a local
+    temporary folder, uploaded, and its ``.staged`` stamp written last."""
+    if "://" in os.fspath(data_root):
+        return _prepare_remote(spec, os.fspath(data_root), progress, audio_dir)
     root = Path(data_root)
     final = root / spec.folder_name
     if is_staged(spec, root):
@@ -70,8 +77,8 @@ def prepare(
     with file_lock(root / f".{spec.folder_name}.lock"):
         if is_staged(spec, root):
             return final
+        clear_stale_temps(root, spec.folder_name)
         tmp = root / f".{spec.folder_name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
             STAGERS[spec.fmt](spec, tmp, progress)
@@ -93,6 +100,30 @@ def prepare(
             "Google. Put the clips under %s/audio/ (or pass --audio-dir).",
             final,
         )
+    return final
+
+
+def _prepare_remote(spec: DatasetSpec, url: str, progress: bool, audio_dir: str | None) -> str:
+    import tempfile
+
+    import fsspec
+
+    from orchestrator.datasets.api import join
+
+    final = join(url, spec.folder_name)
+    if is_staged(spec, url):
+        return final
+    if spec.synthetic:
+        log.info("%s is generated on every node on first use; nothing to upload", spec.name)
+        return final
+    fs, remote = fsspec.core.url_to_fs(final)
+    with tempfile.TemporaryDirectory(prefix=f"stage-{spec.name}-") as tmp:
+        local = Path(prepare(spec, tmp, progress, audio_dir))
+        files = sorted(p for p in local.rglob("*") if p.is_file() and p.name != ".staged")
+        log.info("uploading %d files of %s to %s", len(files), spec.name, final)
+        for path in files:
+            fs.put_file(str(path), f"{remote}/{path.relative_to(local).as_posix()}")
+        fs.put_file(str(local / ".staged"), f"{remote}/.staged")  # last: marks it complete
     return final
 
 

@@ -15,13 +15,21 @@ from pathlib import Path
 import polars as pl
 
 from orchestrator.reporting import plots
+from orchestrator.reporting.encoders import domain_wins
 from orchestrator.reporting.families import FamilyComparison, compare_families
 from orchestrator.reporting.finetune import finetune_gap, parse_refs
 from orchestrator.reporting.latex import latex_table
 from orchestrator.reporting.ranks import ALL, encoder_ranks, probe_ranks, rank_agreement
+from orchestrator.reporting.scopes import Scope, check_datasets, select
 from orchestrator.reporting.sources import ReportError
 from orchestrator.reporting.stats import Significance, check_posthoc, friedman_posthoc
-from orchestrator.reporting.tables import DEFAULT_CI, DEFAULT_N_BOOT, score_scale, summarize
+from orchestrator.reporting.tables import (
+    DEFAULT_CI,
+    DEFAULT_N_BOOT,
+    order_probes,
+    score_scale,
+    summarize,
+)
 from orchestrator.reporting.tables import write_table as _write_table
 from orchestrator.reporting.winmatrix import (
     TIE_RULES,
@@ -49,6 +57,7 @@ class ReportOptions:
     ci: float = DEFAULT_CI
     seed: int = 0
     source: str = "results table"
+    datasets: tuple[str, ...] = ()  # datasets the win matrices count; empty: every dataset
 
     def validate(self) -> ReportOptions:
         check_tie_rule(self.tie_rule)
@@ -75,13 +84,17 @@ class ReportData:
     results: pl.DataFrame
     summary: pl.DataFrame
     scale: float
+    headline: Scope  # what the win matrix, probe ranks and significance count (Figure 5)
+    plus: Scope  # the _plus encoders, compared separately
     counts: WinCounts
+    plus_counts: WinCounts | None
     sensitivity: pl.DataFrame
     wins_by_rule: pl.DataFrame
     all_rules: pl.DataFrame
     families: FamilyComparison | None
     ranks: pl.DataFrame
     encoders: pl.DataFrame | None
+    encoder_wins: pl.DataFrame | None
     agreement: pl.DataFrame | None
     significance: Significance
     finetune: pl.DataFrame | None
@@ -112,17 +125,21 @@ def compute(
         results, n_boot=options.n_boot, ci=options.ci, seed=options.seed, expected=expected
     )
     scale = score_scale(summary)
-    counts = win_counts(summary, options.tie_rule)
+    datasets = check_datasets(summary, options.datasets)
+    headline, plus = select(summary, "base", datasets), select(summary, "plus", datasets)
+    if headline.empty:
+        headline = select(summary, "all", datasets)
+        log.warning("no base encoder in the results: the headline win matrix counts every encoder")
+    head = headline.summary
+    probes = order_probes(summary.get_column("probe").unique())
+    counts = win_counts(head, options.tie_rule, probes)
+    plus_counts = None if plus.empty else win_counts(plus.summary, options.tie_rule, probes)
     all_rules = pl.DataFrame(
-        [
-            row
-            for rule in TIE_RULES
-            for row in _long_counts(win_counts(summary, rule, list(counts.probes)))
-        ]
+        [row for rule in TIE_RULES for row in _long_counts(win_counts(head, rule, probes))]
     )
-    encoders = encoder_ranks(summary, *options.compare_probes)
+    scoped = summary.filter(pl.col("dataset").is_in(list(datasets)))
+    encoders = encoder_ranks(scoped, *options.compare_probes)
     finetune = None
-    probes = list(counts.probes)
     if options.finetune_refs and options.baseline not in probes:
         close = difflib.get_close_matches(options.baseline, probes, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -137,15 +154,19 @@ def compute(
         results=results,
         summary=summary,
         scale=scale,
+        headline=headline,
+        plus=plus,
         counts=counts,
-        sensitivity=rule_sensitivity(summary),
-        wins_by_rule=total_wins_by_rule(summary),
+        plus_counts=plus_counts,
+        sensitivity=rule_sensitivity(head),
+        wins_by_rule=total_wins_by_rule(head),
         all_rules=all_rules,
-        families=compare_families(summary, options.tie_rule),
-        ranks=probe_ranks(summary, counts),
+        families=compare_families(scoped, options.tie_rule),
+        ranks=probe_ranks(head, counts),
         encoders=encoders,
+        encoder_wins=domain_wins(scoped, options.tie_rule),
         agreement=None if encoders is None else rank_agreement(encoders, *options.compare_probes),
-        significance=friedman_posthoc(summary, options.posthoc, options.alpha),
+        significance=friedman_posthoc(head, options.posthoc, options.alpha),
         finetune=finetune,
     )
 
@@ -167,19 +188,30 @@ def write_outputs(data: ReportData, out: Path) -> dict[str, Path]:
         plots.win_matrix_figure(
             data.counts.wins,
             data.counts.probes,
-            f"row beats column ({rule} rule): wins / compared",
+            f"{data.headline.name} encoders, row beats column ({rule} rule): wins / compared",
             data.counts.compared,
         ),
         "win_matrix",
     )
+    if data.plus_counts is not None:
+        table(data.plus_counts.frame(), "win_matrix_plus")
+        figure(
+            plots.win_matrix_figure(
+                data.plus_counts.wins,
+                data.plus_counts.probes,
+                f"_plus encoders, row beats column ({rule} rule): wins / compared",
+                data.plus_counts.compared,
+            ),
+            "win_matrix_plus",
+        )
     table(data.all_rules, "win_matrix_all_rules")
     table(data.sensitivity, "tie_rule_sensitivity")
     table(data.wins_by_rule, "total_wins_by_rule")
     table(data.ranks, "probe_ranks")
     fam = data.families
     if fam is not None:
-        table(fam.base.frame(), "win_matrix_base")
-        table(fam.plus.frame(), "win_matrix_plus")
+        table(fam.base.frame(), "family_win_matrix_base")
+        table(fam.plus.frame(), "family_win_matrix_plus")
         table(fam.ranks, "family_rank_change")
         change = {
             r["probe"]: (r["rank_base"], r["rank_plus"]) for r in fam.ranks.iter_rows(named=True)
@@ -193,6 +225,8 @@ def write_outputs(data: ReportData, out: Path) -> dict[str, Path]:
         a, b = data.options.compare_probes
         table(data.encoders, "encoder_ranks")
         figure(plots.encoder_rank_figure(data.encoders, a, b, ALL), "encoder_ranks")
+    if data.encoder_wins is not None:
+        table(data.encoder_wins, "encoder_wins_by_domain")
     sig = data.significance
     table(sig.summary_frame(), "friedman")
     pvalues = sig.pvalue_frame()

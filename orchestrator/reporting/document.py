@@ -31,6 +31,7 @@ def _intro(data: ReportData) -> list[str]:
             f"{s.get_column('probe').n_unique()} probes. Tie rule: **{rule}** "
             f"({TIE_RULE_HELP[rule]})."
         ),
+        _scope_line(data),
     ]
     if missing.height:
         cells = [
@@ -46,6 +47,21 @@ def _intro(data: ReportData) -> list[str]:
             "are undecided (count for neither) and they have no bootstrap CI."
         )
     return lines
+
+
+def _scope_line(data: ReportData) -> str:
+    head = data.headline
+    which = (
+        "the base (self-supervised) encoders, as the paper's Figure 5"
+        if head.name == "base"
+        else "every encoder (the results hold no base encoder)"
+    )
+    chosen = "the datasets chosen with --datasets" if data.options.datasets else "every dataset"
+    return (
+        f"The headline win matrix, probe ranks and significance test count {which}: "
+        f"{head.describe()} ({chosen}). The `_plus` (AudioSet-fine-tuned) encoders have their own "
+        f"matrix: {data.plus.describe()}."
+    )
 
 
 def _summary(data: ReportData) -> str:
@@ -79,6 +95,7 @@ def _wins(data: ReportData) -> str:
     )
     return md.section(
         f"Win matrix ({c.rule} rule)",
+        f"Counts {data.headline.name} encoders: {data.headline.describe()}. "
         f"Cell (A, B) = number of (backbone, dataset) configurations where A beats B: "
         f"{TIE_RULE_HELP[c.rule]} (strict). Ties count for neither; the diagonal is 0. "
         f"{undecided} probe pair comparison(s) were undecided (a single seed).",
@@ -86,6 +103,35 @@ def _wins(data: ReportData) -> str:
         "Configurations compared per pair (both cells present):",
         md.md_table(compared),
         "![win matrix](win_matrix.png)",
+    )
+
+
+def _plus_wins(data: ReportData) -> str:
+    c = data.plus_counts
+    if c is None:
+        return md.section(
+            "Win matrix of the _plus encoders", "Not computed: no `_plus` encoder in the results."
+        )
+    return md.section(
+        "Win matrix of the _plus encoders",
+        f"Counts {data.plus.describe()}; same rule as above. The paper shows this matrix "
+        "separately from the headline one.",
+        md.md_table(c.frame()),
+        "![_plus win matrix](win_matrix_plus.png)",
+    )
+
+
+def _encoder_wins(data: ReportData) -> str:
+    wins = data.encoder_wins
+    if wins is None:
+        return ""
+    return md.section(
+        "Encoder wins by domain",
+        "The paper's Figure 8 ranking of encoders: for each probe and dataset, encoder A beats B "
+        f"under the {data.options.tie_rule} rule; wins are summed over a domain's datasets and "
+        "averaged over the probes (`mean_wins`); `general` (every dataset but BirdSet's) and "
+        "`birdset` are ranked apart. Every encoder counts, `_plus` included.",
+        md.md_table(wins, digits=2),
     )
 
 
@@ -104,7 +150,7 @@ def _sensitivity(data: ReportData) -> str:
 def _ranks(data: ReportData) -> str:
     return md.section(
         "Probe ranks",
-        "`total_wins`: row sums of the win matrix. `mean_rank`: average rank by seed mean over "
+        f"Over the headline matrix's configurations ({data.headline.name} encoders). `total_wins`: row sums of the win matrix. `mean_rank`: average rank by seed mean over "
         "the configurations where every probe has a result (1 = best). `borda`: per "
         "configuration one point per present probe with a lower mean, half per equal mean.",
         md.md_table(data.ranks, digits=2),
@@ -142,14 +188,17 @@ def _encoders(data: ReportData) -> str:
             f"Not computed: needs both {a} and {b} (probes present: {present}; choose two with "
             "--compare-probes A B).",
         )
-    overall = data.encoders.filter(pl.col("dataset") == ALL).drop(
-        "dataset", f"mean_{a}", f"mean_{b}"
+    overall = (
+        data.encoders.filter(pl.col("dataset") == ALL)
+        .drop("dataset")
+        .with_columns(pl.col(f"mean_{a}", f"mean_{b}") * data.scale)
     )
     return md.section(
         f"Encoders under {a} vs {b}",
-        f"Backbones ranked per dataset by seed mean (1 = best); mean over datasets below "
-        f"(`rank_shift = rank_{a} - rank_{b}`, positive: climbs under {b}). Per dataset: "
-        "encoder_ranks.csv.",
+        f"The paper's Figure 6: each backbone's mean test score over the general-audio datasets "
+        f"(every dataset but BirdSet's), ranked (1 = best; only backbones with the probe on every "
+        f"general dataset are ranked; `rank_shift = rank_{a} - rank_{b}`, positive: climbs under "
+        f"{b}). Ranks per dataset: encoder_ranks.csv.",
         md.md_table(overall, digits=3),
         "Kendall's tau between the two rankings per dataset:",
         md.md_table(data.agreement) if data.agreement is not None else "",
@@ -162,8 +211,8 @@ def _significance(data: ReportData) -> str:
     excluded = [f"{b}/{d}" for b, d in sig.excluded]
     note = f" Excluded (incomplete): {_names(excluded)}." if excluded else ""
     head = (
-        f"Blocks: {sig.n_blocks} (backbone, dataset) configurations where every probe has a "
-        f"result; value = seed mean.{note}"
+        f"Blocks: {sig.n_blocks} (backbone, dataset) configurations of the headline matrix "
+        f"({data.headline.name} encoders) where every probe has a result; value = seed mean.{note}"
     )
     if sig.skipped and sig.statistic is None:
         return md.section("Significance", head, f"Not computed: {sig.skipped}.")
@@ -209,10 +258,12 @@ def render_report(data: ReportData) -> str:
     sections = [
         _summary(data),
         _wins(data),
+        _plus_wins(data),
         _sensitivity(data),
         _ranks(data),
         _families(data),
         _encoders(data),
+        _encoder_wins(data),
         _significance(data),
         _finetune(data),
         md.section(

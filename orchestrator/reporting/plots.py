@@ -176,7 +176,8 @@ def encoder_rank_figure(table, probe_a: str, probe_b: str, all_label: str) -> Fi
         ax.invert_yaxis()
         if dataset != all_label:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title("mean rank over datasets" if dataset == all_label else dataset, fontsize=9)
+        title = "mean score over general-audio datasets" if dataset == all_label else dataset
+        ax.set_title(title, fontsize=9)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
     axes[0].set_ylabel("encoder rank (1 = best)")

@@ -11,7 +11,8 @@ Definitions (a *configuration* is one (backbone, dataset); probes are compared o
   lower mean and half a point per equal mean; ``borda_configs`` says in how many it was present.
 - Encoder ranks: per dataset, backbones ranked by mean score under probe P (1 = best; equal means
   share the better rank) among the backbones that have P on that dataset; the ``(all)`` rows
-  average each backbone's ranks over the datasets where it has both probes.
+  are the paper's Figure 6: each backbone's mean score over the general-audio datasets (BirdSet
+  excluded), ranked (:func:`orchestrator.reporting.encoders.general_scores`).
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ def encoder_ranks(summary: pl.DataFrame, probe_a: str, probe_b: str) -> pl.DataF
     """Backbones ranked per dataset under ``probe_a`` and ``probe_b``; None if either is absent.
 
     Columns: dataset, backbone, mean_<a>, rank_<a>, mean_<b>, rank_<b>, rank_shift (rank_a -
-    rank_b; positive: the backbone climbs under probe_b). ``(all)`` rows hold mean ranks (their
-    mean columns stay empty: scores of different datasets and metrics are not averaged).
+    rank_b; positive: the backbone climbs under probe_b). ``(all)`` rows (Figure 6): the mean score
+    over the general-audio datasets and the rank by it (only backbones that have the probe on
+    every general dataset are ranked).
     """
     present = set(summary.filter(pl.col("n") > 0).get_column("probe").unique().to_list())
     if probe_a not in present or probe_b not in present:
@@ -105,20 +107,23 @@ def encoder_ranks(summary: pl.DataFrame, probe_a: str, probe_b: str) -> pl.DataF
     table = table.with_columns(
         (pl.col(f"rank_{probe_a}") - pl.col(f"rank_{probe_b}")).alias("rank_shift")
     ).sort(["dataset", f"rank_{probe_a}"], nulls_last=True)
-    both = table.drop_nulls([f"rank_{probe_a}", f"rank_{probe_b}"])
-    overall = (
-        both.group_by("backbone")
-        .agg(
-            pl.lit(None, pl.Float64).alias(f"mean_{probe_a}"),
-            pl.col(f"rank_{probe_a}").mean(),
-            pl.lit(None, pl.Float64).alias(f"mean_{probe_b}"),
-            pl.col(f"rank_{probe_b}").mean(),
-            pl.col("rank_shift").mean(),
+    from orchestrator.reporting.encoders import general_scores
+
+    scores = general_scores(summary, (probe_a, probe_b))
+    overall = pl.DataFrame(schema=table.schema)
+    if scores is not None and {f"rank_{probe_a}", f"rank_{probe_b}"} <= set(scores.columns):
+        overall = (
+            scores.with_columns(
+                pl.lit(ALL).alias("dataset"),
+                pl.col(f"rank_{probe_a}").cast(pl.Float64),
+                pl.col(f"rank_{probe_b}").cast(pl.Float64),
+            )
+            .with_columns(
+                (pl.col(f"rank_{probe_a}") - pl.col(f"rank_{probe_b}")).alias("rank_shift")
+            )
+            .select(table.columns)
+            .sort(f"rank_{probe_a}", nulls_last=True)
         )
-        .with_columns(pl.lit(ALL).alias("dataset"))
-        .select(table.columns)
-        .sort(f"rank_{probe_a}")
-    )
     return pl.concat([table, overall])
 
 

@@ -81,6 +81,19 @@ class ProtoBinProbe(ProbeHead):
         """The ``{-1, +1}`` prototypes used in the forward (storable as bits)."""
         return torch.where(self.prototypes >= 0, 1.0, -1.0)
 
+    @torch.no_grad()
+    def similarity(self, tokens: Tensor) -> Tensor:
+        """Cosine of every token with every binarised prototype, ``[B, M, N]`` (activation maps;
+        their max over the real tokens is :meth:`scores`)."""
+        self.check_tokens(tokens)
+        protos_n = F.normalize(self.binary_prototypes(), dim=-1)
+        return torch.matmul(protos_n, F.normalize(tokens, dim=-1).transpose(1, 2))
+
+    @torch.no_grad()
+    def class_evidence(self, scores: Tensor) -> Tensor:
+        """Each prototype's contribution to each class logit, ``[B, C, M]`` (head weight x score)."""
+        return self.head.weight.unsqueeze(0) * scores.unsqueeze(1)
+
     def scores(self, tokens: Tensor, padding_mask: Tensor | None = None) -> Tensor:
         """Max cosine similarity of each binarised prototype over the tokens: ``[B, M]``."""
         self.check_tokens(tokens)
@@ -149,6 +162,21 @@ class ProtoProbe(ProbeHead):
             top = sim.topk(k, dim=1).values
         real = top > neg / 2  # padding fills the top-k only where a clip has < k real tokens
         return (top.relu() * real).sum(dim=1) / real.sum(dim=1).clamp_min(1)
+
+    @torch.no_grad()
+    def similarity(self, tokens: Tensor) -> Tensor:
+        """ReLU(cosine) of every token with every prototype, ``[B, C * J, N]``."""
+        self.check_tokens(tokens)
+        protos_n = F.normalize(self.prototypes, dim=-1)
+        return torch.matmul(protos_n, F.normalize(tokens, dim=-1).transpose(1, 2)).relu()
+
+    @torch.no_grad()
+    def class_evidence(self, scores: Tensor) -> Tensor:
+        """Each prototype's contribution to each class logit, ``[B, C, C * J]`` (0 off-class)."""
+        b, j = scores.shape[0], self.prototypes_per_class
+        own = (scores.view(b, self.num_classes, j) * self.class_weight).view(b, -1)
+        onehot = torch.eye(self.num_classes, device=scores.device).repeat_interleave(j, dim=1)
+        return onehot.unsqueeze(0) * own.unsqueeze(1)
 
     def _logits(
         self, tokens: Tensor, cls: Tensor | None, mask: Tensor | None, grid: tuple[int, int] | None

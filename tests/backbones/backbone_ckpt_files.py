@@ -76,7 +76,8 @@ def dasheng(bb: Backbone) -> dict[str, object]:
     model["front_end.0.spectrogram.window"] = torch.hann_window(512)
     model["front_end.0.mel_scale.fb"] = bb.frontend.mel.mel_scale.fb.clone()
     config = {"embed_dim": bb.encoder.embed_dim, "depth": bb.encoder.depth,
-              "num_heads": 4, "patch_size": [64, 4], "patch_stride": [64, 4],
+              "num_heads": bb.encoder.blocks[0].attn.num_heads,
+              "patch_size": [64, 4], "patch_stride": [64, 4],
               "target_length": 1008}
     return {"model": model, "config": config}
 

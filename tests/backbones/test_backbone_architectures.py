@@ -100,11 +100,44 @@ def test_padding_is_invisible_to_real_tokens(name: str) -> None:
     assert torch.allclose(tokens[:, :n], alone, atol=1e-4)
 
 
-def test_asit_positions_are_resized_from_37x8() -> None:
+@pytest.mark.parametrize("name", ["beats", "dasheng"])
+def test_partial_patches_are_padding_except_in_a_clip_shorter_than_one_patch(name: str) -> None:
+    bb = create_backbone(name, checkpoint="random", size="tiny")
+    pf, f, w = bb.encoder.patch_frames, bb.encoder.grid_freq, bb.spec.frontend.chunk_frames
+
+    def samples(frames: int) -> int:  # kaldi fbank (25 ms / 10 ms) or centred STFT (hop 160)
+        return 400 + 160 * (frames - 1) if name == "beats" else 160 * (frames - 1)
+
+    g = torch.Generator().manual_seed(3)
+    short = bb.embed(0.1 * torch.randn(1, samples(pf - 1), generator=g), 16_000)
+    assert int((~short.padding_mask).sum()) == f  # upstream: no token; here its one row
+    over = bb.embed(0.1 * torch.randn(1, samples(w + pf - 1), generator=g), 16_000)
+    assert over.grid[0] == 2 * (w // pf)  # the partial patch opens a second window ...
+    assert int((~over.padding_mask).sum()) == (w // pf) * f  # ... that holds no real token
+    assert torch.isfinite(over.tokens).all()
+
+
+def test_asit_position_table_is_never_resized(tmp_path) -> None:
+    """Official ASiT (Sara-Ahmed/ASiT vision_transformer.py prepare_tokens) adds pos_embed as
+    stored: the window is the table's grid (37 x 8 = 592 frames by default)."""
+    import backbone_ckpt_files as files
+
+    from backbones import CheckpointError
+
     bb = create_backbone("asit", checkpoint="random", size="tiny")
     assert bb.encoder.pos_embed.shape == (1, 1 + 37 * 8, 64)
-    assert bb.encoder.patch_pos(64, 8).shape == (1, 512, 64)
-    assert torch.allclose(bb.encoder.patch_pos(37, 8), bb.encoder.pos_embed[:, 1:])
+    assert bb.spec.frontend.chunk_frames == 592
+    assert torch.equal(bb.encoder.patch_pos(37, 8), bb.encoder.pos_embed[:, 1:])
+    assert bb.embed(torch.zeros(1, 16_000), 16_000).grid == (37, 8)
+    assert bb.embed(torch.zeros(1, 160_000), 16_000).grid == (74, 8)  # 998 frames: 2 windows
+    # a file whose table was made for 1024 frames loads with chunk_frames=1024 only
+    big = create_backbone("asit", checkpoint="random", size="tiny", chunk_frames=1024)
+    assert big.encoder.pos_embed.shape == (1, 1 + 64 * 8, 64)
+    path = files.write(files.asit(big), tmp_path / "asit1024.pth")
+    with pytest.raises(CheckpointError, match="chunk_frames=1024"):
+        create_backbone("asit", path, size="tiny")
+    loaded = create_backbone("asit", path, size="tiny", chunk_frames=1024)
+    assert torch.equal(loaded.encoder.pos_embed, big.encoder.pos_embed)
 
 
 OFFICIAL_BASE = {  # encoder keys and shapes of the official base models (shared/ENCODERS.md)

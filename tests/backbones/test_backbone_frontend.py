@@ -14,10 +14,11 @@ AST = {"htk_compat": True, "sample_frequency": 16000, "use_energy": False,
        "window_type": "hanning", "num_mel_bins": 128, "dither": 0.0, "frame_shift": 10}
 
 
-def amae_eat(wave: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """Audio-MAE dataset.py _wav2fbank / EAT feature_extract.py: pad raw fbank, then normalise."""
+def amae_eat(wave: torch.Tensor, mean: float, std: float, window: int = 1024) -> torch.Tensor:
+    """Audio-MAE dataset.py _wav2fbank / EAT feature_extract.py / ASiT data_transformations.py:
+    pad the raw fbank to whole windows (ASiT: 592 frames), then normalise."""
     fb = kaldi.fbank((wave - wave.mean()).unsqueeze(0), **AST)
-    fb = torch.nn.functional.pad(fb, (0, 0, 0, 1024 - fb.shape[0]))
+    fb = torch.nn.functional.pad(fb, (0, 0, 0, -fb.shape[0] % window))
     return (fb - mean) / (std * 2)
 
 
@@ -38,7 +39,7 @@ def dasheng(wave: torch.Tensor) -> torch.Tensor:
 
 EXPECTED = {
     "audiomae": lambda w: amae_eat(w, -4.2677393, 4.5689974),
-    "asit": lambda w: amae_eat(w, -4.2677393, 4.5689974),
+    "asit": lambda w: amae_eat(w, -4.2677393, 4.5689974, window=592),
     "eat": lambda w: amae_eat(w, -4.268, 4.569),
     "sslam": lambda w: amae_eat(w, -4.268, 4.569),
     "eat_plus": lambda w: amae_eat(w, -4.268, 4.569),
@@ -62,13 +63,13 @@ def test_frontend_equals_upstream(name: str, clips: torch.Tensor) -> None:
         real = int(frames[i])
         assert torch.allclose(feats[i, :real], ref[:real], atol=1e-4)
         if name != "dasheng":
-            assert torch.allclose(feats[i, real:], ref[real:], atol=1e-5)  # upstream padding
-        assert feats.shape[1] == bb.spec.frontend.chunk_frames
+            assert torch.allclose(feats[i, real:ref.shape[0]], ref[real:], atol=1e-5)  # padding
+        assert feats.shape[1] == bb.spec.frontend.chunk_frames * (2 if name == "asit" else 1)
 
 
 def test_frontend_id_tracks_parameters() -> None:
     ids = {BACKBONES.get(n).spec.frontend.frontend_id() for n in BACKBONES.names()}
-    assert len(ids) == 4  # AST stats, EAT stats, BEATs, Dasheng
+    assert len(ids) == 5  # AST stats (1024 / ASiT's 592-frame window), EAT stats, BEATs, Dasheng
     a = create_backbone("eat", checkpoint="random", size="tiny")
     b = create_backbone("eat", checkpoint="random", size="tiny", chunk_frames=512)
     assert a.frontend_id != b.frontend_id and b.embed(torch.zeros(1, 16_000), 16_000).grid == (32, 8)

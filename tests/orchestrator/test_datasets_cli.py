@@ -24,7 +24,7 @@ def test_prepare_from_archive_then_check(tmp_path: Path, capsys: pytest.CaptureF
     assert main([*args, "--check"]) == 0
     out = capsys.readouterr().out
     assert "esc50: multiclass, 50 classes, accuracy" in out
-    assert out.splitlines()[3].split()[:2] == ["train", "6"]
+    assert out.splitlines()[3].split()[:2] == ["train", "7"]  # folds 1-4 minus the carved valid
     # a clip that became unreadable is listed and the exit code says so
     wav = next((data / spec.folder_name).rglob("5-*.wav"))
     wav.write_bytes(b"not audio at all")

@@ -55,7 +55,7 @@ def esc50_archive(root: Path) -> Path:
 def test_esc50_official_archive_folds(tmp_path: Path) -> None:
     spec = get_dataset("esc50", source=str(esc50_archive(tmp_path / "esc")))
     sizes = {s: len(open_split(spec, s, tmp_path)) for s in ("train", "valid", "test")}
-    assert sizes == {"train": 6, "valid": 2, "test": 2}
+    assert sizes == {"train": 7, "valid": 1, "test": 2}  # folds 1-4 train, valid carved from them
     ex = open_split(spec, "test", tmp_path)[0]
     assert ex.id.startswith("5-") and ex.sample_rate == 44100
     assert ex.labels == (int(ex.id.rsplit("-", 1)[1].split(".")[0]),)
@@ -268,7 +268,11 @@ def test_sc2_twelve_class_mapping(tmp_path: Path) -> None:
     counts = dict(zip(cls, train.label_counts(), strict=True))
     assert cls[-2:] == ("_unknown_", "_silence_") and len(cls) == 12
     assert counts["yes"] == 2 and counts["no"] == 2
-    assert counts["_unknown_"] == 1 and counts["_silence_"] == 1  # mean keyword count (4 // 10)
+    # train: every other word (cat 4 + marvin 2), one silence window per second of noise (3 s)
+    assert counts["_unknown_"] == 6 and counts["_silence_"] == 3
+    valid = open_split(spec, "valid", tmp_path)
+    vcounts = dict(zip(cls, valid.label_counts(), strict=True))
+    assert vcounts["_unknown_"] == 1 and vcounts["_silence_"] == 1  # mean keyword count (4 // 10)
     sil = next(train[i] for i in range(len(train)) if train[i].labels == (11,))
     assert sil.waveform.shape == (16000,)
     test = open_split(spec, "test", tmp_path)

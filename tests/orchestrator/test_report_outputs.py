@@ -12,7 +12,7 @@ from orchestrator.reporting.finetune import finetune_gap, parse_refs
 from orchestrator.reporting.latex import latex_table
 from tests.orchestrator.test_report_fixtures import cell, table
 
-FIGURES = ("win_matrix", "family_win_matrices", "encoder_ranks", "cd_diagram")
+FIGURES = ("win_matrix", "win_matrix_plus", "family_win_matrices", "encoder_ranks", "cd_diagram")
 
 
 def full() -> pl.DataFrame:
@@ -51,8 +51,10 @@ def test_tables_in_csv_and_parquet(report: dict[str, Path]) -> None:
         "tie_rule_sensitivity",
         "total_wins_by_rule",
         "probe_ranks",
-        "win_matrix_base",
         "win_matrix_plus",
+        "family_win_matrix_base",
+        "family_win_matrix_plus",
+        "encoder_wins_by_domain",
         "family_rank_change",
         "encoder_ranks",
         "friedman",
