@@ -10,17 +10,15 @@ The staging Job's script, the submitter's wait-for-staging script and the RayJob
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.cluster_fixtures import _stop, _wait_http, free_port, start_moto, start_ray_head
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "unmute-bench"
@@ -51,60 +49,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=5)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
-
-
-def _kill_leftovers(temp_dir: Path) -> None:
-    """Ray processes of this test's head only: those whose command line names its temp dir."""
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and str(temp_dir) in (proc / "cmdline").read_text():
-                os.kill(int(proc.name), 15)
-        except (OSError, ProcessLookupError):
-            continue
-
-
-def _start_ray_head(env: dict, tmp: Path, logs: contextlib.ExitStack):
-    """``ray start --head --block`` on free local ports; retried (its startup wait is 30 s)."""
-    for attempt in range(3):
-        port = _free_port()
-        temp_dir = Path(f"/tmp/rk8s{port}")
-        log = tmp / f"ray-{attempt}.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-             "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
-             "--include-dashboard=false", f"--temp-dir={temp_dir}",
-             f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
-             f"--ray-client-server-port={_free_port()}"],
-            env=env, stderr=subprocess.STDOUT,
-            stdout=logs.enter_context(open(log, "wb")),  # noqa: SIM115
-        )  # fmt: skip
-        deadline = time.monotonic() + 300
-        while proc.poll() is None and time.monotonic() < deadline:
-            if b"Ray runtime started" in log.read_bytes():
-                return proc, f"127.0.0.1:{port}", temp_dir
-            time.sleep(2)
-        proc.kill()
-        proc.wait()
-        _kill_leftovers(temp_dir)
-    raise RuntimeError(f"ray start --head failed 3 times:\n{log.read_text()[-3000:]}")
-
-
 def _overlay() -> list[dict]:
     out = subprocess.run(
         ["kubectl", "kustomize", str(ROOT / "k8s" / "overlays" / "cpu-smoke")],
@@ -120,68 +64,46 @@ def _container(doc: dict, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
-    """A moto S3 with the bucket, an MLflow server proxying artifacts to it, a Ray head."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
+    """moto S3 with the bucket, an MLflow server proxying artifacts to it, and a Ray head whose
+    processes carry the overlay's pod environment (as KubeRay's head container does)."""
     tmp = tmp_path_factory.mktemp("k8s-smoke")
-    logs = contextlib.ExitStack()
-    s3_port, mlflow_port = _free_port(), _free_port()
-    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port)
-    s3.start()
-    endpoint = f"http://127.0.0.1:{s3_port}"
-    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **{
-        k.lower(): v for k, v in creds.items()}).create_bucket(Bucket=BUCKET)  # fmt: skip
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("UNMUTE_", "MLFLOW_"))}
-    server_env = {**base, **creds, "AWS_ENDPOINT_URL": endpoint, "MLFLOW_S3_ENDPOINT_URL":
-                  endpoint, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # fmt: skip
-    mlflow = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--workers", "1", "--host", "127.0.0.1",
-         "--port", str(mlflow_port), "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db",
-         "--serve-artifacts", "--artifacts-destination", f"s3://{BUCKET}/mlartifacts"],
-        env=server_env, stdout=logs.enter_context(open(tmp / "mlflow.log", "wb")),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    ray, address, temp_dir = _start_ray_head(
-        {**base, **creds, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}, tmp, logs
-    )
-    try:
-        _wait_http(f"http://127.0.0.1:{mlflow_port}/health")
-        yield {
-            "tmp": tmp,
-            "endpoint": endpoint,
-            "creds": creds,
-            "mlflow": f"http://127.0.0.1:{mlflow_port}",
-            "ray": address,
-        }
-    finally:
-        for proc in (ray, mlflow):
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        _kill_leftovers(temp_dir)
-        s3.stop()
-        logs.close()
+    docs = _overlay()
+    with contextlib.ExitStack() as stack:
+        s3 = stack.enter_context(start_moto(bucket=BUCKET))
+        server_env = {**os.environ, **s3, "MLFLOW_S3_ENDPOINT_URL": s3["AWS_ENDPOINT_URL"],
+                      "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # fmt: skip
+        port = free_port()
+        log = stack.enter_context(open(tmp / "mlflow.log", "wb"))
+        mlflow = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--workers", "1", "--host", "127.0.0.1",
+             "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db",
+             "--serve-artifacts", "--artifacts-destination", f"s3://{BUCKET}/mlartifacts"],
+            env=server_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        stack.callback(_stop, mlflow, 10)
+        _wait_http(f"http://127.0.0.1:{port}/health", 180, mlflow, tmp / "mlflow.log")
+        env = _pod_env(docs, tmp, s3, f"http://127.0.0.1:{port}")
+        head = stack.enter_context(start_ray_head(num_cpus=2, env=env))
+        yield {"tmp": tmp, "docs": docs, "env": {**env, "RAY_ADDRESS": head.address},
+               "head": head, "s3": s3, "mlflow": f"http://127.0.0.1:{port}"}  # fmt: skip
 
 
-def _pod_env(services, docs) -> dict[str, str]:
+def _pod_env(docs, tmp: Path, s3: dict, mlflow: str) -> dict[str, str]:
     """The pods' environment: the overlay's ConfigMap + Secret, local addresses and paths."""
     data = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
     local = {
-        "AWS_ENDPOINT_URL": services["endpoint"],
-        "MLFLOW_S3_ENDPOINT_URL": services["endpoint"],
-        "MLFLOW_TRACKING_URI": services["mlflow"],
-        "UNMUTE_NODE_CACHE": str(services["tmp"] / "node-cache" / "store"),
-        "UNMUTE_CACHE": str(services["tmp"] / "node-cache"),
-        "UNMUTE_MIRROR": str(services["tmp"] / "node-cache" / "mirror"),
+        "AWS_ENDPOINT_URL": s3["AWS_ENDPOINT_URL"],
+        "MLFLOW_S3_ENDPOINT_URL": s3["AWS_ENDPOINT_URL"],
+        "MLFLOW_TRACKING_URI": mlflow,
+        "UNMUTE_NODE_CACHE": str(tmp / "node-cache" / "store"),
+        "UNMUTE_CACHE": str(tmp / "node-cache"),
+        "UNMUTE_MIRROR": str(tmp / "node-cache" / "mirror"),
     }
     assert set(local) <= set(data), "the overlay no longer sets what the test swaps"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("UNMUTE_", "MLFLOW_"))}
-    return {**base, **data, **local, **services["creds"], "RAY_ADDRESS": services["ray"],
-            "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}  # fmt: skip
+    base.pop("RAY_ADDRESS", None)
+    secret = {k: s3[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    return {**base, **data, **local, **secret, "PYTHONPATH": str(ROOT)}
 
 
 def _run_container(container: dict, env: dict, cwd: Path, timeout: float):
@@ -194,18 +116,13 @@ def _run_container(container: dict, env: dict, cwd: Path, timeout: float):
 def test_cpu_smoke_overlay_finishes_the_quickstart(services):
     import s3fs
 
-    if importlib.util.find_spec("orchestrator.paths") is None:
-        pytest.xfail(
-            "waits for the cluster branch (orchestrator/paths.py): this code writes the overlay's "
-            "s3:// output root and data root as local folders"
-        )
-
-    docs = _overlay()
-    env = _pod_env(services, docs)
+    docs, env = services["docs"], services["env"]
     work = services["tmp"] / "home"
     work.mkdir()
     fs = s3fs.S3FileSystem(
-        key="testing", secret="testing", client_kwargs={"endpoint_url": services["endpoint"]}
+        key="testing",
+        secret="testing",
+        client_kwargs={"endpoint_url": services["s3"]["AWS_ENDPOINT_URL"]},
     )
 
     stage = next(d for d in docs if d["kind"] == "Job" and d["metadata"]["name"].endswith("stage"))
@@ -216,16 +133,22 @@ def test_cpu_smoke_overlay_finishes_the_quickstart(services):
     job = next(d for d in docs if d["kind"] == "RayJob")
     waiting = _run_container(_container(
         {"spec": {"template": job["spec"]["submitterPodTemplate"]}}, "wait-for-staging"),
-        env, work, timeout=120)  # fmt: skip
+        env, work, timeout=300)  # fmt: skip
     assert waiting.returncode == 0, waiting.stdout + waiting.stderr
 
+    # What KubeRay's submitter does: `ray job submit` of the entrypoint to the head's dashboard;
+    # the driver runs on the head with the head's (the pod's) environment.
     words = job["spec"]["entrypoint"].split()
     assert words[:4] == ["python", "-m", "orchestrator.sweep", "quickstart"]
-    sweep = subprocess.run(
-        [sys.executable, *words[1:], *SHRINK], env=env, cwd=work, capture_output=True,
-        text=True, timeout=1500, check=False,
+    head = services["head"]
+    submitted = subprocess.run(
+        ["ray", "job", "submit", "--address", head.dashboard, "--no-wait", "--submission-id",
+         "k8s-smoke", "--", *words, *SHRINK],
+        env=head.env, cwd=work, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
-    assert sweep.returncode == 0, (sweep.stdout + sweep.stderr)[-5000:]
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    status, logs = head.wait("k8s-smoke", timeout=2400)
+    assert status == "SUCCEEDED", logs[-6000:]
 
     import mlflow
 
@@ -236,6 +159,4 @@ def test_cpu_smoke_overlay_finishes_the_quickstart(services):
     assert fs.ls(f"{BUCKET}/store"), "token maps are on S3"
     assert fs.ls(f"{BUCKET}/tune"), "Ray Tune state is on S3"
     assert fs.ls(f"{BUCKET}/mlartifacts"), "MLflow artifacts went through the server to S3"
-    local_s3 = list(work.glob("s3:*"))
-    assert not local_s3, f"an s3:// location was written as a local folder: {local_s3}"
     assert fs.exists(f"{BUCKET}/outputs/quickstart/results.csv"), "results live on S3"
