@@ -323,19 +323,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from orchestrator.config import ConfigError, list_sweeps, load
+    from orchestrator.config import ConfigError, list_sweeps, load, sweeps_dir
 
     if args.config_dir:  # through the environment, so Ray workers started here see it too
         os.environ["UNMUTE_SWEEPS"] = str(Path(args.config_dir).expanduser().resolve())
-    try:
-        if args.list:
-            print(list_registered())
-            return 0
-        if not args.name:
-            print(
-                f"error: give a sweep name ({', '.join(list_sweeps())}) or --list", file=sys.stderr
-            )
+        try:
+            sweeps_dir()
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
             return 2
+    if args.list:
+        print(list_registered())
+        return 0
+    if not args.name:
+        print(f"error: give a sweep name ({', '.join(list_sweeps())}) or --list", file=sys.stderr)
+        return 2
+    try:
         cfg = load(args.name, args.overrides, out_dir=args.out, build_probes=not args.dry_run)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
