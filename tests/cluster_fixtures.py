@@ -180,6 +180,7 @@ def start_ray_head(num_cpus: int = 2, env: dict[str, str] | None = None) -> Iter
             shutil.rmtree(temp, ignore_errors=True)
             if attempt == 2:
                 raise
+            time.sleep(10)  # let the machine's load settle before the next start
             continue
         try:
             yield head

@@ -39,7 +39,8 @@ def test_demands_follow_the_config():
 
 
 def test_every_problem_is_listed_at_once(monkeypatch, tmp_path):
-    monkeypatch.delenv("BEATS_CHECKPOINT", raising=False)
+    for var in ("BEATS_CHECKPOINT", "DASHENG_CHECKPOINT"):  # other tests may leave them set
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("EAT_CHECKPOINT", str(tmp_path / "missing.pt"))
     cfg = load(
         "quickstart",
