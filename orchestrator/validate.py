@@ -271,17 +271,17 @@ def validate_values(cfg: SweepConfig, build_probes: bool = True) -> None:
     """Everything checkable from the config and the registries alone (no files, no machine).
 
     ``build_probes=False`` (``--dry-run``) checks search spaces and hyperparameter names but
-    does not build each probe (that imports torch).
+    neither the encoder overrides nor builds each probe (both import torch); a real run does.
     """
     from orchestrator.space import load_space
 
     check_devices(cfg)
-    for enc in cfg.encoders:
-        check_encoder(enc)
     datasets = {ds.name: check_dataset_choice(ds) for ds in cfg.datasets}
     widths: dict[str, int] = {}
-    for enc in cfg.encoders:
-        widths.setdefault(f"{enc.name}", encoder_width(enc))
+    if build_probes:  # the encoder registry imports torch: a real run, not --dry-run
+        for enc in cfg.encoders:
+            check_encoder(enc)
+            widths.setdefault(f"{enc.name}", encoder_width(enc))
     checked = set()
     for probe in cfg.probes:
         for name, spec in datasets.items():  # probe_overrides may change a probe per dataset
