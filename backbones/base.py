@@ -85,6 +85,12 @@ class TokenEncoder(nn.Module, ABC):
         return pad_rows.repeat_interleave(self.grid_freq, dim=1)
 
 
+# Revision of the token rules of the encoders that hide padding, part of their ``frontend_id``
+# (hence of embedding-store keys) so a store never serves maps made by older code for the same
+# weights and front end. 2: a trailing partial patch row is padding (issue #11).
+MASKED_TOKEN_RULES = 2
+
+
 class Backbone(nn.Module):
     """Frozen encoder with its upstream front end; ``embed`` returns a :class:`TokenMap`."""
 
@@ -97,6 +103,8 @@ class Backbone(nn.Module):
         self.frontend = frontend
         self.weights_id = weights_id
         self.frontend_id = spec.frontend.frontend_id()
+        if encoder.masks_padding:
+            self.frontend_id += f"-rows{MASKED_TOKEN_RULES}"
         self.requires_grad_(False)
         self.train(False)
 

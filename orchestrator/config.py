@@ -256,13 +256,18 @@ def _absolute(location: str, root: str = "") -> str:
 
 def _as_float(section: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{section}.{key}={value!r}: expected a number >= 0.")
+        raise ConfigError(
+            f"{section}.{key}={value!r}: expected a number >= 0; pass e.g. {section}.{key}=1."
+        )
     return float(value)
 
 
 def _as_int(section: str, key: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{section}.{key}={value!r}: expected an integer >= {minimum}.")
+        raise ConfigError(
+            f"{section}.{key}={value!r}: expected an integer >= {minimum}; pass e.g. "
+            f"{section}.{key}={max(minimum, 1)}."
+        )
     return value
 
 
@@ -305,6 +310,9 @@ def _probe_overrides(raw: Any) -> dict[str, dict[str, dict[str, Any]]]:
 
 def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
     """Turn a composed config into a validated :class:`SweepConfig`."""
+    from orchestrator.validate import check_unused_keys
+
+    check_unused_keys(raw)
     for group in GROUPS:
         if not raw.get(group):
             raise ConfigError(
@@ -358,9 +366,16 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
             f"tie_rule={tie_rule!r} is not a tie rule.{did_you_mean(tie_rule, TIE_RULES)} "
             f"Valid: {', '.join(TIE_RULES)}."
         )
-    if t["warmup_epochs"] > t["epochs"]:
+    train = TrainSettings(
+        epochs=_as_int("train", "epochs", t["epochs"], 1),
+        batch_size=_as_int("train", "batch_size", t["batch_size"], 1),
+        warmup_epochs=_as_int("train", "warmup_epochs", t["warmup_epochs"]),
+        device=str(t["device"]),
+    )
+    if train.warmup_epochs > train.epochs:
         raise ConfigError(
-            f"train.warmup_epochs={t['warmup_epochs']} exceeds train.epochs={t['epochs']}."
+            f"train.warmup_epochs={train.warmup_epochs} exceeds train.epochs={train.epochs}; "
+            "lower train.warmup_epochs."
         )
     from orchestrator import paths
 
@@ -395,12 +410,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         ),
         search=search,
         seeds=seeds,
-        train=TrainSettings(
-            epochs=_as_int("train", "epochs", t["epochs"], 1),
-            batch_size=_as_int("train", "batch_size", t["batch_size"], 1),
-            warmup_epochs=_as_int("train", "warmup_epochs", t["warmup_epochs"]),
-            device=str(t["device"]),
-        ),
+        train=train,
         extract_batch_size=_as_int("extract", "batch_size", e["batch_size"], 1),
         extract_device=str(e["device"]),
         tie_rule=tie_rule,
@@ -428,7 +438,6 @@ def validate_names(cfg: SweepConfig, build_probes: bool = True) -> None:
     """Check every encoder, dataset, probe and search space before any Ray work."""
     from backbones import BACKBONES
     from orchestrator.datasets import DATASETS
-    from orchestrator.space import load_space
     from probes import PROBES
     from probes.registry import RegistryError
 
@@ -442,18 +451,9 @@ def validate_names(cfg: SweepConfig, build_probes: bool = True) -> None:
     except RegistryError as err:
         raise ConfigError(str(err)) from None
     _check_override_names(cfg, DATASETS, PROBES)
-    checked = set()
-    for probe in cfg.probes:
-        for ds in cfg.datasets:
-            resolved = cfg.probe_for(ds.name, probe)
-            key = (resolved.name, resolved.search, repr(sorted(resolved.hparams.items())))
-            if key in checked:
-                continue
-            checked.add(key)
-            where = "" if resolved is probe else f" with probe_overrides for {ds.name}"
-            space = load_space(resolved.search, resolved.name)
-            if build_probes:
-                _check_probe(resolved, space, where)
+    from orchestrator.validate import validate_values
+
+    validate_values(cfg, build_probes=build_probes)
 
 
 def _check_override_names(cfg: SweepConfig, datasets, probes) -> None:
@@ -482,27 +482,3 @@ def _check_override_names(cfg: SweepConfig, datasets, probes) -> None:
                         f"hyperparameter {name!r}.{did_you_mean(name, valid)} Valid: "
                         f"{', '.join(valid)}."
                     )
-
-
-def _check_probe(probe: ProbeChoice, space, where: str = "") -> None:
-    """Build the probe once, tiny, with its fixed and searched hyperparameters."""
-    from orchestrator.trial import TRAIN_FIELDS
-    from probes import create_probe
-
-    searched = {
-        p.name: (p.choices[0] if p.choices else p.low) for p in space if p.name not in TRAIN_FIELDS
-    }
-    both = sorted(set(searched) & set(probe.hparams))
-    if both and where:
-        raise ConfigError(
-            f"probe {probe.name!r}{where}: {', '.join(both)} is fixed (hparams) but also searched "
-            f"by search space {probe.search!r}; fix it with a space that does not search it, e.g. "
-            f"{{search: default, hparams: {{{both[0]}: ...}}}}."
-        )
-    try:
-        create_probe(probe.name, embed_dim=8, num_classes=2, **probe.hparams, **searched)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(
-            f"probe {probe.name!r} (sweeps/probe/{probe.name}.yaml, search space "
-            f"{probe.search!r}{where}): {err}"
-        ) from None

@@ -3,7 +3,10 @@
 ``--prepare`` downloads and extracts the official source into ``--data-root`` (needs a
 network, or ``--source`` pointing at a local archive/folder); ``--check`` opens every split,
 decodes every clip and prints counts, classes, label statistics and the unreadable files.
-Exit codes: 0 ok, 1 problems (unreadable clips, empty splits, download failed), 2 unknown name.
+``--check`` first lists every metadata problem (missing columns, unknown splits and labels,
+duplicate ids, missing files, label counts, class count, bad windows) with file and row.
+Exit codes: 0 ok, 1 unreadable clips / empty splits / download failed, 2 unknown name or
+metadata problems.
 """
 
 from __future__ import annotations
@@ -136,6 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"{spec.name}: staged under {path}")
             return 0
+        from orchestrator.datasets.checks import check_dataset, format_problems
+
+        problems = check_dataset(spec, args.data_root)
+        if problems:
+            print(format_problems(spec, problems), file=sys.stderr)
+            return 2
         checks = check(
             spec, args.data_root, decode=not args.no_decode, progress=not args.no_progress
         )

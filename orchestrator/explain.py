@@ -182,9 +182,16 @@ def run_probe(run_id: str, tracking_uri: str | None, seed: int | None, dst: Path
 
 
 # -- the encoder and the clip -----------------------------------------------------------------
-def encoder_from_meta(meta: dict[str, Any], checkpoint: str | None = None):
-    """The frozen backbone the probe was trained on, rebuilt from its meta."""
+def encoder_from_meta(
+    meta: dict[str, Any], checkpoint: str | None = None, embed_dim: int | None = None
+):
+    """The frozen backbone the probe was trained on, rebuilt from its meta.
+
+    Without saved overrides, a random encoder's size is read from the backbone label
+    (``eat@random-tiny``) or, failing that, from the probe's ``embed_dim``.
+    """
     from backbones import create_backbone
+    from backbones.base import SIZES
 
     enc = meta.get("encoder")
     if isinstance(enc, dict):
@@ -198,7 +205,23 @@ def encoder_from_meta(meta: dict[str, Any], checkpoint: str | None = None):
             f"the probe's meta names no encoder (keys: {sorted(meta)}); it needs 'encoder' "
             "(and 'checkpoint', 'overrides') to rebuild the token maps."
         )
-    return create_backbone(str(name), checkpoint or ckpt, **dict(overrides or {}))
+    ckpt = None if ckpt in (None, "", "None") else str(ckpt)
+    overrides = dict(overrides or {})
+    if "size" not in overrides:
+        label = str(meta.get("backbone") or "")
+        if "@random-" in label:
+            overrides["size"] = label.split("@random-", 1)[1]
+        elif embed_dim is not None:
+            fits = [s for s, arch in SIZES.items() if arch.embed_dim == embed_dim]
+            if fits and fits[0] != "base":
+                overrides["size"] = fits[0]
+    try:
+        return create_backbone(str(name), checkpoint or ckpt, **overrides)
+    except (TypeError, ValueError, OSError) as err:
+        raise ExplainError(
+            f"cannot rebuild encoder {name!r} (checkpoint {checkpoint or ckpt!r}, overrides "
+            f"{overrides}): {err}. Pass --checkpoint with the weights' location."
+        ) from None
 
 
 def _dataset_facts(meta: dict[str, Any]) -> tuple[tuple[str, ...], str | None, float | None]:
@@ -238,7 +261,7 @@ def explain(
             f"{probe_path}: a {probe.probe_name!r} probe has no prototypes to draw; explain "
             f"works with {', '.join(PROTOTYPE_PROBES)} studies."
         )
-    backbone = encoder_from_meta(meta, checkpoint)
+    backbone = encoder_from_meta(meta, checkpoint, int(probe.init_kwargs["embed_dim"]))
     classes, task, seconds = _dataset_facts(meta)
     try:
         wave, rate = decode(str(clip))

@@ -143,8 +143,10 @@ def extract_split_report(
                 meta = _meta(backbone, spec, split, shard_size, layer)
                 manifest = writer.finalize(n_shards, meta)
                 break
-            except ShardCorrupt as err:
-                log.warning("%s; recomputing it (attempt %d)", err, attempt + 1)
+            except ShardCorrupt as err:  # every bad shard at once: one recompute repairs them
+                log.warning(
+                    "%s; recomputing %d shard(s) (attempt %d)", err, len(err.shards), attempt + 1
+                )
         else:
             raise ChecksumError(
                 f"{key.relpath}: shards keep failing their checksums; check the disk."

@@ -65,7 +65,9 @@ class OutputSync:
         """Upload every local file that is new or changed since the last push or pull."""
         pushed = 0
         for path in sorted(self.local.rglob("*")):
-            if not path.is_file() or path.name.endswith((".tmp", ".pull", "-journal", "-wal", "-shm")):
+            if not path.is_file() or path.name.endswith(
+                (".tmp", ".pull", "-journal", "-wal", "-shm")
+            ):
                 continue
             rel = path.relative_to(self.local).as_posix()
             if rel.split("/", 1)[0] in SKIP:
@@ -79,7 +81,6 @@ class OutputSync:
         if pushed:
             log.info("pushed %d files to %s", pushed, self.url)
         return pushed
-
 
     def _upload(self, path: Path, remote: str) -> None:
         if path.suffix != ".db":

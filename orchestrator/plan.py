@@ -90,7 +90,12 @@ class Plan:
             f"{cfg.ray.cpus_per_trial:g} CPU + {cfg.ray.gpus_per_trial:g} GPU per trial, "
             f"{cfg.ray.cpus_per_extraction:g} CPU + {cfg.ray.gpus_per_extraction:g} GPU per "
             "extraction",
+        ]
+        lines += [
             f"  reproducible:    {'yes' if cfg.search.reproducible else 'no'}",
+            f"  output:          {cfg.out_url or cfg.out_dir}",
+            f"  store:           {cfg.store_url}",
+            f"  mlflow:          {cfg.tracking_uri} (experiment {cfg.experiment!r})",
         ]
         if cfg.probe_overrides:
             lines.append("  probe settings per dataset (probe_overrides):")

@@ -44,7 +44,9 @@ def checkpoint_problems(cfg) -> list[str]:
         where = (
             f"checkpoint={enc.checkpoint}"
             if enc.checkpoint
-            else f"${spec.env_var}" if os.environ.get(spec.env_var) else "official download"
+            else f"${spec.env_var}"
+            if os.environ.get(spec.env_var)
+            else "official download"
         )
         if not ref:
             problems.append(
@@ -140,6 +142,7 @@ def _static_hparams(entry) -> list[str] | None:
 
 def demands(cfg) -> dict[str, dict[str, float]]:
     """The resource shapes the sweep will ask for, by what asks."""
+
     def shape(cpus: float, gpus: float) -> dict[str, float]:
         return {k: v for k, v in (("CPU", cpus), ("GPU", gpus)) if v > 0}
 

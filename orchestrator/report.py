@@ -93,17 +93,20 @@ def write_report_from_mlflow(
     *,
     tracking_uri: str | None = None,
     options: ReportOptions | None = None,
+    sweep_id: str | None = None,
 ) -> dict[str, Path]:
-    """The same report from the final runs of an MLflow experiment (plus ``mlflow_results``)."""
+    """The same report from the selected final runs of one sweep logged to an MLflow
+    experiment (plus ``mlflow_results``); ``sweep_id`` picks the sweep when there are several."""
     from orchestrator.reporting.mlflow_source import load_mlflow
 
     options = options or ReportOptions()
     if tie_rule is not None:
         options = replace(options, tie_rule=tie_rule)
     options.validate()
-    frame, unscored = load_mlflow(experiment, tracking_uri)
+    frame, unscored = load_mlflow(experiment, tracking_uri, sweep_id)
     where = f" at {tracking_uri}" if tracking_uri else ""
-    options = replace(options, source=f"MLflow experiment `{experiment}`{where}")
+    which = f", sweep `{sweep_id}`" if sweep_id else ""
+    options = replace(options, source=f"MLflow experiment `{experiment}`{which}{where}")
     paths = write_report(frame, out_dir, tie_rule, options=options, expected=unscored)
     paths.update(write_table(frame, Path(out_dir), "mlflow_results"))
     return paths
@@ -124,9 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--mlflow",
         metavar="EXPERIMENT",
-        help="read runs tagged stage=final (metric test_score) from this experiment",
+        help="read the selected final runs (metric test_score) of one sweep from this experiment",
     )
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    parser.add_argument(
+        "--sweep-id",
+        help="with --mlflow: the sweep to report when the experiment holds several "
+        "(its id is in the sweep's sweep.json and on every run as tag sweep_id)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
         "--tie-rule",
@@ -178,9 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry; returns 0 on success, 2 on bad input (message on stderr)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.tracking_uri and not args.mlflow:
-        sys.stderr.write("error: --tracking-uri only applies with --mlflow EXPERIMENT.\n")
-        return 2
+    for flag, value in (("--tracking-uri", args.tracking_uri), ("--sweep-id", args.sweep_id)):
+        if value and not args.mlflow:
+            sys.stderr.write(f"error: {flag} only applies with --mlflow EXPERIMENT.\n")
+            return 2
     try:
         options = ReportOptions(
             posthoc=args.posthoc,
@@ -199,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.tie_rule,
                 tracking_uri=args.tracking_uri,
                 options=options,
+                sweep_id=args.sweep_id,
             )
         else:
             paths = write_report(args.results, args.out, args.tie_rule, options=options)

@@ -24,7 +24,7 @@ from orchestrator.paths import tune_filesystem
 from orchestrator.plan import Study
 from orchestrator.provenance import provenance_tags
 from orchestrator.search import METRIC, MODE, load_space, make_scheduler, make_searcher
-from orchestrator.tracking import TrackerClient, TrialTracker
+from orchestrator.tracking_ray import TrackerClient, TrialTracker, final_key
 from orchestrator.trial import TrialSpec, resolve_params, run_trial, split_params
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def _run_stage(
     """
     base = f"{cfg.tune_storage.rstrip('/')}/{spec.study_id}/{spec.stage}"
     done, unfinished, attempt = _finished_attempts(base, spec)
-    tracker_cb.mark_killed(unfinished)
+    tracker_cb.offset = len(done) + len(unfinished)  # runs of unfinished trials: close_stale
     if spec.stage == "search":
         evaluated = [r for r in done if r["status"] == "ok" and _finite(r.get(METRIC))]
         searcher = make_searcher(
@@ -201,9 +201,8 @@ def top_configs(search: pl.DataFrame, k: int, epochs: int) -> list[dict[str, Any
 
 def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutcome:
     """Search, final seeds, selection (runs inside a Ray task; writes no files)."""
-    tracker = TrackerClient(cfg.tracking_uri)
+    tracker = TrackerClient()
     tags = {
-        "kind": "study",
         "study_id": study.study_id,
         "backbone": study.backbone,
         "encoder": study.encoder.name,
@@ -214,10 +213,7 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
         "metric": extracted.metric,
         **provenance_tags(),
     }
-    # keyed by the output folder too: two folders logging to one MLflow server stay apart
-    parent = tracker.ensure_run(
-        study.study_id, tags, kind="study", study_id=study.study_id, out_dir=str(cfg.out_dir)
-    )
+    parent = tracker.study_run(study.study_id, tags)
     base = {
         "study_id": study.study_id,
         "probe": study.probe.name,
@@ -231,21 +227,12 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
         "warmup_epochs": cfg.train.warmup_epochs,
         "device": cfg.train.device,
     }
-    child_tags = {k: v for k, v in tags.items() if k != "kind"} | {"kind": "trial"}
     space = load_space(study.probe.search, study.probe.name)
     search_spec = TrialSpec(stage="search", **base)
     search = _run_stage(
         cfg,
         search_spec,
-        TrialTracker(
-            tracker.tracking_uri,
-            cfg.experiment,
-            parent,
-            child_tags,
-            "search",
-            cfg.train.epochs,
-            search_spec,
-        ),
+        TrialTracker(study.study_id, tags, "search", search_spec),
         space=space,
         scheduler=make_scheduler(
             cfg.train.epochs, cfg.search.grace_epochs, cfg.search.reduction_factor
@@ -254,8 +241,9 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
     )
     configs = top_configs(search, cfg.search.top_k, cfg.train.epochs)
     if not configs:
-        tracker.log(parent, tags={"error": "every search trial failed"})
-        tracker.finish(parent, "FAILED")
+        tracker.study_finished(
+            study.study_id, "FAILED", tags={"error": "every search trial failed"}
+        )
         return StudyOutcome(
             search, pl.DataFrame(), f"every search trial failed (MLflow run {parent})"
         )
@@ -264,22 +252,15 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
     final = _run_stage(
         cfg,
         final_spec,
-        TrialTracker(
-            tracker.tracking_uri,
-            cfg.experiment,
-            parent,
-            child_tags,
-            "final",
-            cfg.train.epochs,
-            final_spec,
-        ),
+        TrialTracker(study.study_id, tags, "final", final_spec),
     )
     trials = pl.concat([search, final], how="diagonal_relaxed")
     rows = select_final(final, configs, study, extracted, len(cfg.seeds))
     if rows.is_empty():
         failed = final.filter(pl.col("status") != "ok").height if not final.is_empty() else 0
-        tracker.log(parent, tags={"error": f"{failed} final trials failed"})
-        tracker.finish(parent, "FAILED")
+        tracker.study_finished(
+            study.study_id, "FAILED", tags={"error": f"{failed} final trials failed"}
+        )
         return StudyOutcome(
             trials,
             rows,
@@ -287,22 +268,19 @@ def run_study(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutc
             f"({failed} final trials failed; MLflow run {parent}); re-run to retry them",
         )
     chosen = int(rows["config_index"][0])
-    for row in final.iter_rows(named=True):  # the report reads only the selected final runs
-        run_id = tracker.find_run(trial_id=row["trial_id"], study_id=study.study_id)
-        if run_id:
-            tracker.log(run_id, tags={"selected": str(row["config_index"] == chosen).lower()})
     best = configs[chosen]
-    tracker.log(
-        parent,
+    tracker.study_finished(  # the report reads only the selected final runs
+        study.study_id,
+        "FINISHED",
         params={f"best.{k}": v for k, v in best.items()},
         metrics={
             "test_score_mean": rows["score"].mean(),
             "test_score_sd": rows["score"].std() or 0.0,
             "val_score_mean": rows["val_score"].mean(),
+            "n_seeds": rows.height,
         },
-        tags={"n_seeds": rows.height},
+        selected=[final_key(study.study_id, chosen, int(seed)) for seed in rows["seed"]],
     )
-    tracker.finish(parent, "FINISHED")
     return StudyOutcome(trials, rows, "")
 
 

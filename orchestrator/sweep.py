@@ -8,6 +8,7 @@ report, and logs it all to MLflow. Re-running the same command continues where i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -135,61 +136,76 @@ def _log_locations(cfg) -> None:
 
 
 def run(cfg, resume: bool = False) -> int:
-    """Run a validated sweep; return the process exit code."""
+    """Run a validated sweep holding its output folder's lock; return the process exit code."""
     from orchestrator import preflight
+    from orchestrator.outlock import OutDirBusy, OutDirLock
     from orchestrator.outputs import output_sync
 
     _log_locations(cfg)
-    sync = output_sync(cfg)
-    if sync is not None:
-        sync.pull()  # a re-submitted job on another machine resumes from S3
-    marker = cfg.out_dir / "sweep.json"
-    if resume and not marker.exists():
-        log.error(
-            "--resume: nothing to resume in %s (no sweep.json: this sweep never started there); "
-            "run without --resume.",
-            cfg.out_url or cfg.out_dir,
-        )
-        return 2
-    problems = preflight.check(cfg, with_cluster=False)
-    if problems:
-        print(preflight.report(problems), file=sys.stderr)
-        return 2
-    import ray
-
-    started_ray = _init_ray(cfg.ray.address)
     try:
-        problems = preflight.resource_problems(preflight.demands(cfg), preflight.node_shapes())
+        lock = OutDirLock(cfg.out_dir).acquire()
+    except OutDirBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        sync = output_sync(cfg)
+        if sync is not None:
+            sync.pull()  # a re-submitted job on another machine resumes from S3
+        if resume and not (cfg.out_dir / "sweep.json").exists():
+            log.error(
+                "--resume: nothing to resume in %s (no sweep.json: this sweep never started "
+                "there); run without --resume.",
+                cfg.out_url or cfg.out_dir,
+            )
+            return 2
+        problems = preflight.check(cfg, with_cluster=False)
         if problems:
             print(preflight.report(problems), file=sys.stderr)
             return 2
-        with preflight.InfeasibleWatch():
-            return _run(cfg, sync)
+        import ray
+
+        started_ray = _init_ray(cfg.ray.address)
+        try:
+            problems = preflight.resource_problems(preflight.demands(cfg), preflight.node_shapes())
+            if problems:
+                print(preflight.report(problems), file=sys.stderr)
+                return 2
+            with preflight.InfeasibleWatch():
+                return _run_locked(cfg, sync)
+        finally:
+            if sync is not None:
+                sync.push()
+            if started_ray:
+                ray.shutdown()
     finally:
-        if sync is not None:
-            sync.push()
-        if started_ray:
-            ray.shutdown()
+        lock.release()
 
 
-def _run(cfg, sync) -> int:
+def _run_locked(cfg, sync) -> int:
     import polars as pl
     from tqdm import tqdm
 
+    from orchestrator import skipped as skipped_clips
     from orchestrator.extract_jobs import run_extractions
     from orchestrator.plan import make_plan
-    from orchestrator.provenance import provenance_tags
     from orchestrator.report import write_report
     from orchestrator.runner import run_studies
-    from orchestrator.tracking import start_tracking_actor
+    from orchestrator.tracking import make_sweep_id, ui_hint
+    from orchestrator.tracking_ray import start_tracking_actor
 
     plan = make_plan(cfg)
     marker = cfg.out_dir / "sweep.json"
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    if not marker.exists():
-        marker.write_text(
-            json.dumps({"sweep": cfg.name, "overrides": list(cfg.overrides)}, indent=2) + "\n"
-        )
+    # the sweep id (tag on every MLflow run) is fixed when the sweep first starts here
+    state = json.loads(marker.read_text()) if marker.exists() else {}
+    if "sweep_id" not in state:
+        state = {
+            "sweep": cfg.name,
+            "overrides": list(cfg.overrides),
+            **state,
+            "sweep_id": make_sweep_id(cfg.name, cfg.overrides, cfg.out_url or cfg.out_dir),
+        }
+        marker.write_text(json.dumps(state, indent=2) + "\n")
     started_at = time.monotonic()
     if cfg.ray.address:
         _warn_local_paths(cfg)
@@ -197,10 +213,26 @@ def _run(cfg, sync) -> int:
     artifacts = None
     if cfg.tracking_uri.startswith("sqlite:"):  # keep artifacts beside the local store
         artifacts = (cfg.out_dir / "mlartifacts").resolve().as_uri()
-    tracker = start_tracking_actor(cfg.tracking_uri, cfg.experiment, artifacts)
-    log.info("MLflow: %s, experiment %r", cfg.tracking_uri, cfg.experiment)
+    tracker = start_tracking_actor(
+        cfg.tracking_uri,
+        cfg.experiment,
+        sweep_id=state["sweep_id"],
+        sweep_name=cfg.name,
+        out_dir=str(cfg.out_url or cfg.out_dir),
+        config=dataclasses.asdict(cfg),
+        artifact_location=artifacts,
+    )
+    tracker.close_stale()
+    log.info(
+        "MLflow: %s, experiment %r, sweep id %s",
+        cfg.tracking_uri,
+        cfg.experiment,
+        state["sweep_id"],
+    )
     log.info("extracting token maps (%d jobs)", len(plan.extractions))
     extracted = run_extractions(cfg)
+    skipped = skipped_clips.collect_skipped(cfg.store_url, extracted)
+    skipped_clips.write_skipped(cfg.out_dir, skipped)
     frames = []
     progress = tqdm(total=len(plan.studies), desc="studies", unit="study")
     for study, rows, error in run_studies(cfg, plan.studies, extracted):
@@ -216,6 +248,7 @@ def _run(cfg, sync) -> int:
         log.error("no study finished; nothing to report. %d studies failed:", len(failed))
         for line in failed:
             log.error("  %s", line)
+        tracker.close("FAILED")
         return 1
     results = pl.concat(frames, how="diagonal_relaxed")
     results.write_csv(cfg.out_dir / "results.csv")
@@ -227,24 +260,24 @@ def _run(cfg, sync) -> int:
         ]
     )
     paths = write_report(results, cfg.out_dir / "report", tie_rule=cfg.tie_rule, expected=expected)
-    sweep_run = tracker.ensure_run(
-        f"{cfg.name}-report",
-        {**provenance_tags(), "overrides": " ".join(cfg.overrides)},
-        kind="sweep",
-        out_dir=str(cfg.out_url or cfg.out_dir),
-        sweep=cfg.name,
-    )
-    tracker.log(
-        sweep_run,
+    skipped_clips.append_to_report(paths.get("report"), skipped)
+    tracker.log_sweep(
         metrics={
             "studies_finished": len(frames),
             "studies_failed": len(failed),
             "wall_seconds": time.monotonic() - started_at,
+            **skipped_clips.metrics(skipped),
         },
+        tags={"overrides": " ".join(cfg.overrides)},
     )
-    tracker.log_artifacts(sweep_run, [cfg.out_dir / "results.csv", *paths.values()], "report")
-    tracker.finish(sweep_run, "FINISHED" if not failed else "FAILED")
-    _print_summary(cfg, paths, failed, time.monotonic() - started_at)
+    tracker.log_artifacts(
+        tracker.sweep_run_id,
+        [cfg.out_dir / "results.csv", cfg.out_dir / skipped_clips.FILE, *paths.values()],
+        "report",
+    )
+    tracker.close("FINISHED" if not failed else "FAILED")
+    hint = ui_hint(cfg.tracking_uri, tracker.experiment_id)
+    _print_summary(cfg, paths, failed, time.monotonic() - started_at, hint)
     return 1 if failed else 0
 
 
@@ -268,7 +301,9 @@ def dry_run(cfg, verbose: bool = False, gpus: float | None = None) -> int:
     return 0
 
 
-def _print_summary(cfg, paths: dict[str, Path], failed: list[str], seconds: float) -> None:
+def _print_summary(
+    cfg, paths: dict[str, Path], failed: list[str], seconds: float, hint: str
+) -> None:
     report_md = paths.get("report.md") or paths.get("report")
     if report_md and Path(report_md).exists():
         print(Path(report_md).read_text())
@@ -280,7 +315,7 @@ def _print_summary(cfg, paths: dict[str, Path], failed: list[str], seconds: floa
         f"\nfinished in {seconds:.0f} s. Results: {cfg.out_dir / 'results.csv'}; "
         f"report: {cfg.out_dir / 'report'}"
     )
-    print(f"MLflow UI: mlflow ui --backend-store-uri {cfg.tracking_uri}")
+    print(hint)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,25 +323,35 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from orchestrator.config import ConfigError, list_sweeps, load
+    from orchestrator.config import ConfigError, list_sweeps, load, sweeps_dir
 
     if args.config_dir:  # through the environment, so Ray workers started here see it too
         os.environ["UNMUTE_SWEEPS"] = str(Path(args.config_dir).expanduser().resolve())
-    try:
-        if args.list:
-            print(list_registered())
-            return 0
-        if not args.name:
-            print(
-                f"error: give a sweep name ({', '.join(list_sweeps())}) or --list", file=sys.stderr
-            )
+        try:
+            sweeps_dir()
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
             return 2
+    if args.list:
+        print(list_registered())
+        return 0
+    if not args.name:
+        print(f"error: give a sweep name ({', '.join(list_sweeps())}) or --list", file=sys.stderr)
+        return 2
+    try:
         cfg = load(args.name, args.overrides, out_dir=args.out, build_probes=not args.dry_run)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
         return dry_run(cfg, verbose=args.verbose, gpus=args.gpus)
+    from orchestrator.validate import check_environment
+
+    try:
+        check_environment(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return run(cfg, resume=args.resume)
 
 

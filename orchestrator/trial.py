@@ -132,7 +132,9 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
             report.update(_percent(test, "test"))
             report["train_seconds"] = time.monotonic() - started
         report["seed"] = seed
-        report["device"] = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+        report["device"] = (
+            torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+        )
         tune.report(report)
 
     fit(probe, data["train"], data["valid"], train_config, on_epoch=on_epoch)

@@ -330,7 +330,9 @@ def test_environment_is_one_shared_definition(overlay):
         for c in spec.get("initContainers", []) + spec["containers"]:
             if c["name"] == "ray-job-submitter":
                 continue  # KubeRay's `ray job submit`: talks to the dashboard only
-            assert c.get("envFrom") == expected and not c.get("env"), (role, c["name"])
+            assert c.get("envFrom") == expected, (role, c["name"])
+            extra = {e["name"] for e in c.get("env", [])}
+            assert extra <= {"TMPDIR", "HF_HOME"}, f"{role}/{c['name']}: put {extra} in the ConfigMap"
 
 
 @needs_kustomize

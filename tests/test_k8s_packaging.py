@@ -78,11 +78,10 @@ def test_installed_wheel_finds_its_sweeps_from_any_folder(installed, tmp_path):
     sweeps = listed.stdout.split("Sweeps:")[1].split()
     assert {"quickstart", "full_benchmark"} <= set(sweeps)
     planned = _run(installed, tmp_path, "full_benchmark", "--dry-run")
-    # the plan is printed; pre-flight then refuses (exit 2): no official checkpoints or staged
-    # datasets exist in an empty folder
-    assert planned.returncode == 2, planned.stderr[-2000:]
-    assert "full_benchmark" in planned.stdout and "studies:         1386" in planned.stdout
-    assert "pre-flight:" in planned.stdout
+    output = planned.stdout + planned.stderr
+    assert "sweep full_benchmark: 9 encoders x 14 datasets x 11 probes" in output, output[-3000:]
+    # Planned; the pre-flight may then list what an empty folder lacks (staged data, weights).
+    assert planned.returncode == 0 or (planned.returncode == 2 and "pre-flight:" in output)
     assert not list(tmp_path.iterdir()), "a dry run writes nothing"
 
 

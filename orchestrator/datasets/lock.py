@@ -8,10 +8,14 @@ holder dies, so a killed process never leaves a stale lock behind.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -26,3 +30,16 @@ def file_lock(path: str | os.PathLike, shared: bool = False) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def clear_stale_temps(root: str | os.PathLike, folder: str) -> int:
+    """Remove ``root/.<folder>.tmp-*`` left by killed builders; call it holding the build lock.
+
+    Whoever holds the folder's lock is the only builder, so every temp folder found is stale.
+    """
+    removed = 0
+    for tmp in Path(root).glob(f".{folder}.tmp-*"):
+        log.info("removing %s left by an interrupted build", tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed += 1
+    return removed

@@ -22,7 +22,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from orchestrator.datasets.lock import file_lock
+from orchestrator.datasets.lock import clear_stale_temps, file_lock
 from orchestrator.datasets.spec import DatasetError, DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,8 @@ def prepare(
     with file_lock(root / f".{spec.folder_name}.lock"):
         if is_staged(spec, root):
             return final
+        clear_stale_temps(root, spec.folder_name)
         tmp = root / f".{spec.folder_name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
             STAGERS[spec.fmt](spec, tmp, progress)

@@ -22,7 +22,7 @@ import numpy as np
 
 from orchestrator.datasets.audio import write_audio
 from orchestrator.datasets.local import write_metadata
-from orchestrator.datasets.lock import file_lock
+from orchestrator.datasets.lock import clear_stale_temps, file_lock
 from orchestrator.datasets.spec import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,13 @@ def ensure_generated(spec: DatasetSpec, data_root: str | os.PathLike) -> Path:
     with file_lock(root / f".{spec.folder_name}.lock"):
         if (final / "metadata.csv").exists() and _generated_version(final) == spec.version:
             return final
+        clear_stale_temps(root, spec.folder_name)
         tmp = root / f".{spec.folder_name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        _generate(spec, tmp)
+        try:
+            _generate(spec, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if final.exists():  # an interrupted earlier attempt left a folder without metadata
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -13,8 +13,10 @@ an entry without a manifest is never complete. Reads are ``np.load(mmap_mode="r"
 node-local copy: the store itself when it is a local folder (verified once per node; the stamp
 lives in ``cache_dir`` so a read-only store works), otherwise one copy per node under
 ``cache_dir`` (``$UNMUTE_NODE_CACHE``), made once under a file lock and shared read-only by
-every trial on the node. A file whose checksum fails is never used: the entry is invalidated
-(its manifest renamed) so the next extraction recomputes it.
+every trial on the node. The "verified" stamp holds the manifest digest and each file's size,
+mtime, inode and ctime, so bytes rewritten in place (even with the mtime restored) are hashed
+again. A file whose checksum fails is never used: the entry is invalidated (its manifest renamed
+aside) so the next extraction recomputes it.
 """
 
 from __future__ import annotations
@@ -311,15 +313,20 @@ def _check(key: StoreKey, info: dict[str, Any], digest: str, size: int) -> None:
 
 
 def _stamp(body: bytes, local: Path, manifest: dict[str, Any]) -> bytes:
-    stats = {
-        i["file"]: [os.stat(local / i["file"]).st_size, os.stat(local / i["file"]).st_mtime_ns]
-        for i in manifest["arrays"].values()
-    }
+    """What a verification vouches for: the manifest digest and each file's identity.
+
+    Size and mtime alone miss bytes rewritten in place with the mtime put back; the inode
+    and the ctime (which no user call can set back) change with any write, rename or copy.
+    """
+    stats = {}
+    for info in manifest["arrays"].values():
+        st = os.stat(local / info["file"])
+        stats[info["file"]] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
     return body + dumps(stats)
 
 
 def _stamp_ok(stamp: Path, body: bytes, local: Path, manifest: dict[str, Any]) -> bool:
-    """The copy was verified against this manifest and no file changed since (size, mtime)."""
+    """The copy was hashed against this manifest and no file was touched since."""
     try:
         return stamp.read_bytes() == _stamp(body, local, manifest)
     except OSError:

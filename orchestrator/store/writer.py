@@ -34,11 +34,12 @@ SMALL = ("cls", "padding_mask", "labels")
 
 
 class ShardCorrupt(ChecksumError):
-    """A sealed shard whose bytes changed; it was deleted and must be recomputed."""
+    """Sealed shards whose bytes changed; all of them were deleted and must be recomputed."""
 
-    def __init__(self, shard: int, message: str) -> None:
+    def __init__(self, shards: int | list[int], message: str) -> None:
         super().__init__(message)
-        self.shard = shard
+        self.shards = sorted([shards] if isinstance(shards, int) else shards)
+        self.shard = self.shards[0]
 
 
 class EntryWriter:
@@ -113,17 +114,34 @@ class EntryWriter:
         if self.fs.exists(self._shard_dir(i)):
             self.fs.rm(self._shard_dir(i), recursive=True)
 
-    def _read_part(self, i: int, info: dict[str, Any], name: str) -> bytes:
-        with self.fs.open(f"{self._shard_dir(i)}/{name}.npy", "rb") as f:
-            data = f.read()
-        meta = info["files"][name]
-        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-            self.drop_shard(i)
-            raise ShardCorrupt(i, f"{self.entry}: shard {i} {name}.npy fails its checksum")
+    def _read_part(self, i: int, info: dict[str, Any], name: str, bad: set[int]) -> bytes | None:
+        """A shard file's bytes, or None (and ``i`` added to ``bad``) if missing or corrupt."""
+        try:
+            with self.fs.open(f"{self._shard_dir(i)}/{name}.npy", "rb") as f:
+                data = f.read()
+        except (FileNotFoundError, OSError):
+            bad.add(i)
+            return None
+        if hashlib.sha256(data).hexdigest() != info["files"][name]["sha256"]:
+            bad.add(i)
+            return None
         return data
 
+    def _fail(self, bad: set[int]) -> None:
+        """Drop every bad shard found in this pass and say which: one recompute fixes all."""
+        for i in bad:
+            self.drop_shard(i)
+        raise ShardCorrupt(
+            sorted(bad),
+            f"{self.entry}: shard(s) {sorted(bad)} fail their checksums; dropped, to be recomputed",
+        )
+
     def finalize(self, n_shards: int, meta: dict[str, Any]) -> dict[str, Any]:
-        """Merge shards ``0..n_shards-1`` into the entry's arrays; write the manifest last."""
+        """Merge shards ``0..n_shards-1`` into the entry's arrays; write the manifest last.
+
+        Every shard is checked in the one pass; all corrupt ones are dropped together and
+        reported in one :class:`ShardCorrupt`, so a single recompute repairs the entry.
+        """
         shards = self.done_shards()
         missing = [i for i in range(n_shards) if i not in shards]
         if missing:
@@ -133,14 +151,19 @@ class EntryWriter:
         filled = [s for s in order if s["n"] > 0]
         if not filled:
             raise RuntimeError(f"{self.entry}: no clip could be read; nothing to store.")
+        bad: set[int] = set()
+        small: dict[str, list[bytes | None]] = {}
         for name in SMALL:
-            if name not in filled[0]["files"]:
-                continue
-            parts = [np.load(io.BytesIO(self._read_part(s["shard"], s, name))) for s in filled]
-            written[name] = self._write_whole(f"{name}.npy", npy_bytes(np.concatenate(parts)))
+            if name in filled[0]["files"]:
+                small[name] = [self._read_part(s["shard"], s, name, bad) for s in filled]
+        written["tokens"] = self._merge_tokens(filled, bad)
+        if bad:
+            self._fail(bad)
+        for name, parts in small.items():
+            arrays = [np.load(io.BytesIO(p)) for p in parts if p is not None]
+            written[name] = self._write_whole(f"{name}.npy", npy_bytes(np.concatenate(arrays)))
         ids = [i for s in order for i in s["ids"]]
         written["ids"] = self._write_whole("ids.npy", npy_bytes(np.array(ids, dtype=str)))
-        written["tokens"] = self._merge_tokens(filled)
         skipped = [x for s in order for x in s["skipped"]]
         manifest = {
             "format": self.format_version,
@@ -168,8 +191,12 @@ class EntryWriter:
             "dtype": str(dtype),
         }
 
-    def _merge_tokens(self, shards: list[dict[str, Any]]) -> dict[str, Any]:
-        """Stream the tokens of every shard into one ``.npy``, verifying each shard."""
+    def _merge_tokens(self, shards: list[dict[str, Any]], bad: set[int]) -> dict[str, Any]:
+        """Stream the tokens of every shard into one ``.npy``, verifying each shard.
+
+        A corrupt shard is added to ``bad`` and the merge goes on (to find every bad shard);
+        the caller discards the result when ``bad`` is not empty.
+        """
         first = shards[0]["files"]["tokens"]
         rest = tuple(first["shape"][1:])
         n = sum(s["files"]["tokens"]["shape"][0] for s in shards)
@@ -192,27 +219,35 @@ class EntryWriter:
                         f"differs from {list(shape)}; delete the entry."
                     )
                 part_hash = hashlib.sha256()
-                with self.fs.open(f"{self._shard_dir(i)}/tokens.npy", "rb") as f:
-                    head = f.read(CHUNK)
-                    part_hash.update(head)
-                    off = npy_data_offset(io.BytesIO(head))[2]
-                    body = [head[off:]]
-                    while True:
-                        for chunk in body:
-                            out.write(chunk)
-                            out_hash.update(chunk)
-                            size += len(chunk)
-                        chunk = f.read(CHUNK)
-                        if not chunk:
-                            break
-                        part_hash.update(chunk)
-                        body = [chunk]
+                try:
+                    f = self.fs.open(f"{self._shard_dir(i)}/tokens.npy", "rb")
+                except (FileNotFoundError, OSError):
+                    bad.add(i)
+                    continue
+                try:
+                    with f:
+                        head = f.read(CHUNK)
+                        part_hash.update(head)
+                        off = npy_data_offset(io.BytesIO(head))[2]
+                        body = [head[off:]]
+                        while True:
+                            for chunk in body:
+                                out.write(chunk)
+                                out_hash.update(chunk)
+                                size += len(chunk)
+                            chunk = f.read(CHUNK)
+                            if not chunk:
+                                break
+                            part_hash.update(chunk)
+                            body = [chunk]
+                except (ValueError, OSError, EOFError):  # a header that no longer parses
+                    bad.add(i)
+                    continue
                 if part_hash.hexdigest() != meta["sha256"]:
-                    out.close()
-                    self.fs.rm(tmp)
-                    self.drop_shard(i)
-                    raise ShardCorrupt(i, f"{self.entry}: shard {i} tokens.npy fails its checksum")
-        if self.is_local:
+                    bad.add(i)
+        if bad:
+            self.fs.rm(tmp)
+        elif self.is_local:
             os.replace(tmp, path)
         return {
             "file": "tokens.npy",

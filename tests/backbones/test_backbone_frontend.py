@@ -70,6 +70,9 @@ def test_frontend_equals_upstream(name: str, clips: torch.Tensor) -> None:
 def test_frontend_id_tracks_parameters() -> None:
     ids = {BACKBONES.get(n).spec.frontend.frontend_id() for n in BACKBONES.names()}
     assert len(ids) == 5  # AST stats (1024 / ASiT's 592-frame window), EAT stats, BEATs, Dasheng
+    # stores keyed before the partial-patch fix (issue #11) are not reused for BEATs / Dasheng
+    assert create_backbone("beats", checkpoint="random", size="tiny").frontend_id.endswith("-rows2")
+    assert "-rows" not in create_backbone("eat", checkpoint="random", size="tiny").frontend_id
     a = create_backbone("eat", checkpoint="random", size="tiny")
     b = create_backbone("eat", checkpoint="random", size="tiny", chunk_frames=512)
     assert a.frontend_id != b.frontend_id and b.embed(torch.zeros(1, 16_000), 16_000).grid == (32, 8)

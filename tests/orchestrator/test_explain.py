@@ -130,3 +130,27 @@ def test_explain_from_an_mlflow_run(tiny_study, tmp_path, capsys):
         main(["--run", parent, "--tracking-uri", uri, "--clip", str(clip), "--out", str(out)]) == 0
     )
     assert "config-1-seed-0.pt" in capsys.readouterr().out and out.stat().st_size > 20_000
+
+
+def test_meta_as_the_final_trials_write_it(tiny_study, tmp_path):
+    """Encoder name + checkpoint string beside it, no overrides: the size comes from the
+    backbone label, a "None" checkpoint means the official one."""
+    from orchestrator.explain import encoder_from_meta
+    from probes import load_probe
+
+    study, clip, _ = tiny_study
+    probe, meta = load_probe(study / "probes" / "config-1-seed-0.pt")
+    flat = {
+        "backbone": "eat@random-tiny",
+        "encoder": "eat",
+        "checkpoint": "random",
+        "dataset": "synth_events",
+        "study_id": meta["study_id"],
+        "seed": 0,
+    }
+    save_probe(tmp_path / "flat.pt", probe, flat)
+    ex = explain(tmp_path / "flat.pt", clip, top_classes=1, top_prototypes=1)
+    ref = explain(study / "probes" / "config-1-seed-0.pt", clip, top_classes=1, top_prototypes=1)
+    np.testing.assert_allclose(ex.classes[0].prototypes[0].grid, ref.classes[0].prototypes[0].grid)
+    backbone = encoder_from_meta({"encoder": "eat", "checkpoint": "random"}, embed_dim=64)
+    assert backbone.encoder.embed_dim == 64

@@ -9,9 +9,11 @@ import pytest
 
 from orchestrator.report import ReportError, main, write_report, write_report_from_mlflow
 from orchestrator.reporting.mlflow_source import load_mlflow
+from orchestrator.tracking import SweepTracker
 from tests.orchestrator.test_report_fixtures import cell, table
 
 EXPERIMENT = "quickstart"
+SWEEP = "quickstart-aaaa"
 # mlflow's sqlite store triggers a SQLAlchemy deprecation warning that is not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -26,41 +28,88 @@ def results() -> pl.DataFrame:
     )
 
 
+def log_sweep(
+    uri: str, sweep_id: str, rows: list[dict], art: Path, experiment: str = EXPERIMENT
+) -> SweepTracker:
+    """Log ``rows`` (final seed results) through SweepTracker the way the sweep does: a study
+    per cell, its selected config 0 and a losing config 1 per seed, a search trial."""
+    tracker = SweepTracker(
+        uri,
+        experiment,
+        sweep_id=sweep_id,
+        sweep_name="quickstart",
+        out_dir=f"/out/{sweep_id}",
+        config={"train": {"epochs": 3, "batch_size": 8}},
+        artifact_location=art.as_uri(),
+    )
+    cells: dict[tuple, list[dict]] = {}
+    for row in rows:
+        cells.setdefault((row["backbone"], row["dataset"], row["probe"]), []).append(row)
+    for (backbone, dataset, probe), seeds in cells.items():
+        study = f"{backbone}-{dataset}-{probe}"
+        tags = {"backbone": backbone, "dataset": dataset, "probe": probe}
+        tags["dataset_version"] = str(seeds[0].get("dataset_version", "1"))
+        tracker.study_run(study, tags)
+        tracker.trial_started(study, f"{study}/search/0", "search", {"lr": 0.1}, tags)
+        tracker.trial_result(f"{study}/search/0", {"test_score": 99.0}, 1)  # never a result
+        tracker.trial_finished(f"{study}/search/0", "FINISHED")
+        chosen = []
+        for config in (0, 1):
+            for row in seeds:
+                key = f"{study}/final/{config}-{row['seed']}"
+                seed_tags = {**tags, "seed": str(row["seed"])}
+                seed_tags["dataset_version"] = str(row.get("dataset_version", "1"))
+                tracker.trial_started(study, key, "final", {"lr": 0.01}, seed_tags)
+                score = row["score"] if config == 0 else 0.99  # config 1: not selected
+                tracker.trial_result(key, {"test_score": score}, 3)
+                tracker.trial_finished(key, "FINISHED")
+                chosen += [key] if config == 0 else []
+        tracker.study_finished(study, "FINISHED", selected=chosen)
+    return tracker
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    """A sqlite MLflow store holding the final runs of ``results()`` the way the sweep logs them."""
+    """A sqlite MLflow store holding ``results()`` as the sweep logs them, plus runs that are
+    no result: a failed study (a missing cell), an unfinished study, an older duplicate."""
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.create_experiment(EXPERIMENT)
-
-    def log(
-        row: dict, stage: str = "final", score: float | None = None, start: int = 0, **extra: str
-    ) -> None:
-        tags = {k: str(row[k]) for k in ("backbone", "dataset", "probe", "seed", "dataset_version")}
-        run = client.create_run(
-            exp, start_time=1000 + start, tags={**tags, "stage": stage, **extra}
-        )
-        if score is not None:
-            client.log_metric(run.info.run_id, "test_score", score)
-        client.set_terminated(run.info.run_id)
-
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
     rows = list(results().iter_rows(named=True))
-    for row in rows:
-        log(row, score=row["score"], start=1)
-    log(rows[0], stage="search", score=0.99)  # a search trial: not a result
-    log(rows[1], score=0.01, start=0)  # an older duplicate of a resumed seed: superseded
-    log({**rows[0], "probe": "ep"})  # final run without test_score: a missing cell
-    # a newer final run of a top-k configuration the sweep did not select: never a result
-    log(rows[2], score=0.99, start=5, selected="false")
+    tracker = log_sweep(uri, SWEEP, rows, root / "art")
+    ep = {"backbone": "eat@random-tiny", "dataset": "synth_events", "probe": "ep"}
+    tracker.study_run("ep-study", ep)
+    tracker.study_finished("ep-study", "FAILED", tags={"error": "every search trial failed"})
+    # a study whose final runs are tagged but which did not finish: not counted
+    mhca = {**ep, "probe": "protobin", "backbone": "beats@random-tiny", "seed": "0"}
+    tracker.study_run("running", mhca)
+    tracker.trial_started("running", "running/final/0-0", "final", {}, mhca)
+    tracker.trial_result("running/final/0-0", {"test_score": 1.0}, 1)
+    tracker.trial_finished("running/final/0-0", "FINISHED")
+    tracker.tag_trial("running/final/0-0", {"selected": "true"})
+    tracker.close()
+    # an older duplicate of a resumed seed (written by hand): the newer run wins
+    client = MlflowClient(tracking_uri=uri)
+    old = next(
+        r
+        for r in client.search_runs([tracker.experiment_id])
+        if r.data.tags.get("trial_key", "").endswith("mhca/final/0-1")
+        and r.data.tags["backbone"].startswith("eat")
+    )
+    dup = client.create_run(tracker.experiment_id, start_time=1000, tags=old.data.tags)
+    client.log_metric(dup.info.run_id, "test_score", 0.01)
+    client.set_terminated(dup.info.run_id)
     return uri
 
 
 def test_load_mlflow_reads_final_runs(store: str) -> None:
     frame, unscored = load_mlflow(EXPERIMENT, store)
     assert frame.height == results().height
-    assert unscored.rows() == [("eat@random-tiny", "synth_events", "ep")]
+    assert sorted(unscored.rows()) == [  # the unfinished study, the failed one
+        ("beats@random-tiny", "synth_events", "protobin"),
+        ("eat@random-tiny", "synth_events", "ep"),
+    ]
     assert set(frame.get_column("dataset_version").unique()) == {"1"}
     mine = frame.sort(["backbone", "probe", "seed"]).select("backbone", "probe", "seed", "score")
     theirs = results().sort(["backbone", "probe", "seed"]).select(mine.columns)
@@ -94,21 +143,36 @@ def test_cli_mlflow_and_unknown_experiment(store: str, tmp_path: Path, capsys) -
     assert "'quickstrat' not found" in err and "Did you mean 'quickstart'?" in err
 
 
-def test_mixed_dataset_versions_refused(store: str, tmp_path: Path) -> None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=store)
-    exp = client.create_experiment("versions")
-    for version, seed in (("1", 0), ("2", 1)):
-        tags = {
-            "backbone": "eat",
-            "dataset": "d",
-            "probe": "linear",
-            "seed": str(seed),
-            "dataset_version": version,
-            "stage": "final",
-        }
-        run = client.create_run(exp, tags=tags)
-        client.log_metric(run.info.run_id, "test_score", 0.5)
+def test_mixed_dataset_versions_refused(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rows = cell("eat", "d", "linear", 0.5, 0.1)
+    for row, version in zip(rows, ("1", "2", "1"), strict=True):
+        row["dataset_version"] = version
+    log_sweep(uri, "v-1", rows, tmp_path / "art", experiment="versions").close()
     with pytest.raises(ReportError, match="refusing to mix dataset versions"):
-        write_report_from_mlflow("versions", tmp_path / "o", tracking_uri=store)
+        write_report_from_mlflow("versions", tmp_path / "o", tracking_uri=uri)
+
+
+def test_two_sweeps_are_never_merged(tmp_path: Path, capsys) -> None:
+    """Two sweeps (e.g. 5 and 3 epochs) in one experiment: refused, or one picked by id."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    five = table(cell("eat", "d", "linear", 30.0, 1.0), cell("eat", "d", "mhca", 40.0, 1.0))
+    three = table(cell("eat", "d", "linear", 20.0, 1.0), cell("eat", "d", "mhca", 10.0, 1.0))
+    log_sweep(uri, "qs-five", list(five.iter_rows(named=True)), tmp_path / "a").close()
+    log_sweep(uri, "qs-three", list(three.iter_rows(named=True)), tmp_path / "a").close()
+    out = str(tmp_path / "r")
+    assert main(["--mlflow", EXPERIMENT, "--tracking-uri", uri, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to merge" in err and "--sweep-id" in err
+    assert "qs-five: quickstart, started 20" in err and "qs-three: quickstart" in err
+    assert "out /out/qs-three; 6 results" in err
+    for sweep_id, expected in (("qs-five", five), ("qs-three", three)):
+        frame, _ = load_mlflow(EXPERIMENT, uri, sweep_id)
+        got = frame.sort("probe", "seed").select("probe", "seed", "score")
+        want = expected.sort("probe", "seed").select(got.columns)
+        assert got.with_columns(pl.col("seed").cast(pl.Int64)).equals(want), sweep_id
+    args = ["--mlflow", EXPERIMENT, "--tracking-uri", uri, "--out", out, "--sweep-id", "qs-3"]
+    assert main(args) == 2
+    assert "sweep id 'qs-3' not found" in capsys.readouterr().err
+    assert main([*args[:-1], "qs-three"]) == 0
+    assert "sweep `qs-three`" in (tmp_path / "r" / "report.md").read_text()

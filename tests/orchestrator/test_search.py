@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import qmc
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from orchestrator.config import ConfigError
+from orchestrator.config import ConfigError, sweeps_dir
 from orchestrator.search import SobolThenTPE, load_space, make_scheduler, optuna_space
 
 
@@ -26,6 +26,7 @@ def test_unknown_space_is_refused_with_choices():
 
 
 def test_bad_param_type_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "base.yaml").write_text((sweeps_dir() / "base.yaml").read_text())
     (tmp_path / "search").mkdir()
     (tmp_path / "search" / "bad.yaml").write_text("lr: {type: logunifrom, low: 1, high: 2}\n")
     monkeypatch.setenv("UNMUTE_SWEEPS", str(tmp_path))

@@ -3,6 +3,7 @@ then a killed sweep re-run that finishes without redoing finished work."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -66,7 +67,8 @@ def _mlflow_runs(out: Path) -> pl.DataFrame:
                 "kind": r.data.tags.get("kind"),
                 "stage": r.data.tags.get("stage"),
                 "study_id": r.data.tags.get("study_id"),
-                "trial_id": r.data.tags.get("trial_id"),
+                "trial_key": r.data.tags.get("trial_key"),
+                "sweep_id": r.data.tags.get("sweep_id"),
                 "selected": r.data.tags.get("selected"),
                 "parent": r.data.tags.get("mlflow.parentRunId"),
                 "test_score": r.data.metrics.get("test_score"),
@@ -130,12 +132,17 @@ def test_sweep_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
     assert wins.columns == ["probe", *wins["probe"].to_list()]
     assert "linear" in done.stdout and "protobin" in done.stdout
 
-    # MLflow: a run per study, every trial a nested child run, no trial logged twice
+    # MLflow: one sweep run (reused by the resume), a run per study under it, every trial a
+    # nested child run, no trial logged twice, nothing left RUNNING
     runs = _mlflow_runs(out)
+    sweep_id = json.loads((out / "sweep.json").read_text())["sweep_id"]
+    assert set(runs["sweep_id"]) == {sweep_id}
+    (sweep_run,) = runs.filter(pl.col("kind") == "sweep")["run_id"]
     studies = runs.filter(pl.col("kind") == "study")
     assert studies.height == 4 and set(studies["status"]) == {"FINISHED"}
+    assert set(studies["parent"]) == {sweep_run}
     trials = runs.filter(pl.col("kind") == "trial")
-    assert trials["trial_id"].n_unique() == trials.height
+    assert trials["trial_key"].n_unique() == trials.height
     # a trial the kill interrupted is closed as KILLED and rerun as a new trial
     assert set(trials["status"]) <= {"FINISHED", "KILLED"}
     trials = trials.filter(pl.col("status") == "FINISHED")
@@ -146,4 +153,17 @@ def test_sweep_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
     finals = trials.filter(pl.col("stage") == "final")
     assert finals["test_score"].is_not_null().all()
     assert set(finals["selected"]) == {"true"}  # top_k = 1: every final run is the selection
-    assert runs.filter(pl.col("kind") == "sweep").height == 1
+    assert runs.filter(pl.col("selected") == "true").height == results.height
+    assert f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{out}" in done.stdout
+
+    # the report from MLflow equals the report from results.csv
+    from orchestrator.report import main as report_main
+
+    common = ["--bootstrap", "0", "--out"]
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    assert (
+        report_main(["--mlflow", "quickstart", "--tracking-uri", uri, *common, str(out / "m")]) == 0
+    )
+    assert report_main(["--results", str(out / "results.csv"), *common, str(out / "f")]) == 0
+    for name in ("summary.csv", "win_matrix.csv"):
+        assert pl.read_csv(out / "m" / name).equals(pl.read_csv(out / "f" / name)), name
