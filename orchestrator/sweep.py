@@ -86,8 +86,17 @@ def _init_ray(address: str) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)
         return True
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # "local": a private Ray, never a cluster someone started with `ray start` on this machine
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     return True
+
+
+def sweep_id(cfg) -> str:
+    """A sweep's identity in MLflow: its name, overrides and output folder (stable on re-runs)."""
+    import hashlib
+
+    payload = json.dumps([cfg.name, list(cfg.overrides), str(cfg.out_dir)])
+    return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
 def run(cfg, resume: bool = False) -> int:
@@ -100,7 +109,7 @@ def run(cfg, resume: bool = False) -> int:
     from orchestrator.provenance import provenance_tags
     from orchestrator.report import write_report
     from orchestrator.runner import run_extractions, run_studies
-    from orchestrator.tracking import start_tracking_actor
+    from orchestrator.schedule_tracker import sweep_tracker
 
     plan = make_plan(cfg)
     marker = cfg.out_dir / "sweep.json"
@@ -125,13 +134,24 @@ def run(cfg, resume: bool = False) -> int:
         artifacts = None
         if cfg.tracking_uri.startswith("sqlite:"):  # keep artifacts beside the local store
             artifacts = (cfg.out_dir / "mlartifacts").resolve().as_uri()
-        tracker = start_tracking_actor(cfg.tracking_uri, cfg.experiment, artifacts)
+        tracker = sweep_tracker(
+            cfg.tracking_uri,
+            cfg.experiment,
+            sweep_id=sweep_id(cfg),
+            sweep_name=cfg.name,
+            out_dir=str(cfg.out_dir),
+            config={"overrides": " ".join(cfg.overrides), **provenance_tags()},
+            artifact_location=artifacts,
+        )
+        stale = tracker.close_stale()
+        if stale:
+            log.info("MLflow: %d runs a stopped sweep left running closed as KILLED", stale)
         log.info("MLflow: %s, experiment %r", cfg.tracking_uri, cfg.experiment)
         log.info("extracting token maps (%d jobs)", len(plan.extractions))
         extracted = run_extractions(cfg)
         frames = []
         progress = tqdm(total=len(plan.studies), desc="studies", unit="study")
-        for study, rows, error in run_studies(cfg, plan.studies, extracted):
+        for study, rows, error in run_studies(cfg, plan.studies, extracted, tracker):
             progress.update()
             if error or rows.is_empty():
                 failed.append(f"{study.study_id}: {error or 'no result rows'}")
@@ -140,6 +160,7 @@ def run(cfg, resume: bool = False) -> int:
         progress.close()
         if not frames:
             log.error("no study finished; nothing to report")
+            tracker.close("FAILED")
             return 1
         results = pl.concat(frames, how="diagonal_relaxed")
         results.write_csv(cfg.out_dir / "results.csv")
@@ -153,23 +174,18 @@ def run(cfg, resume: bool = False) -> int:
         paths = write_report(
             results, cfg.out_dir / "report", tie_rule=cfg.tie_rule, expected=expected
         )
-        sweep_run = tracker.ensure_run(
-            f"{cfg.name}-report",
-            {**provenance_tags(), "overrides": " ".join(cfg.overrides)},
-            kind="sweep",
-            out_dir=str(cfg.out_dir),
-            sweep=cfg.name,
-        )
-        tracker.log(
-            sweep_run,
-            metrics={
-                "studies_finished": len(frames),
-                "studies_failed": len(failed),
-                "wall_seconds": time.monotonic() - started_at,
-            },
-        )
+        sweep_run = tracker.sweep_run_id
+        if hasattr(tracker, "log"):
+            tracker.log(
+                sweep_run,
+                metrics={
+                    "studies_finished": len(frames),
+                    "studies_failed": len(failed),
+                    "wall_seconds": time.monotonic() - started_at,
+                },
+            )
         tracker.log_artifacts(sweep_run, [cfg.out_dir / "results.csv", *paths.values()], "report")
-        tracker.finish(sweep_run, "FINISHED" if not failed else "FAILED")
+        tracker.close("FINISHED" if not failed else "FAILED")
         _print_summary(cfg, paths, failed, time.monotonic() - started_at)
         return 1 if failed else 0
     finally:
