@@ -306,6 +306,9 @@ class _StudiesRun:
         from orchestrator.schedule_tune import BookSearcher, RungScheduler, ScheduleCallback
         from orchestrator.search import METRIC, MODE
 
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per study otherwise
         cfg = self.cfg
         book = StudyBook(
             list(self.by_id), self.open_study, self.on_study_done, cfg.ray.max_concurrent_studies

@@ -44,6 +44,12 @@ class BookSearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         """Recorded by :class:`ScheduleCallback`, which also sees the error and the trial."""
 
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: a re-run replays the ledgers, never Tune's searcher state."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See :meth:`save`."""
+
 
 class RungScheduler(FIFOScheduler):
     """Successive halving decided by the book (per study; deterministic in reproducible mode)."""

@@ -41,6 +41,8 @@ def _cmd(tmp: Path, out: Path, slots: int) -> tuple[list[str], dict[str, str]]:
         "UNMUTE_DATA": str(tmp / "data"),
         "RAY_AUTH_MODE": "disabled",
         "PYTHONUNBUFFERED": "1",
+        # results carry the git SHA: pin it, so a commit made while this test runs is no diff
+        "UNMUTE_GIT_SHA": "test-sha",
     }
     args = [*SMALL, f"ray.max_concurrent_trials={slots}"]
     return [sys.executable, "-m", "orchestrator.sweep", "quickstart", *args, "--out", str(out)], env

@@ -1,0 +1,230 @@
+"""Scale of the head: sweeps of 1, 16, 64, 256 studies of tiny trials through the real driver
+(``orchestrator.runner.run_studies``: one Tune run, the schedule, the ledgers, MLflow on a
+local sqlite store), against a plain loop of the same trials (``probes.fit`` on the same store)
+measured in the same run. Prints one table.
+
+Columns: wall (the Tune run, study setup included), trials, overhead per trial
+(``(wall x slots - loop time) / trials``), slot busy % (time slots held a trial / wall x
+slots), peak head memory (PSS summed over the driver's process tree: the driver, Ray's GCS,
+raylet and workers), orchestration CPU (driver + Ray system processes, not trial workers, as %
+of one core over the run) and the plain loop's time.
+
+Usage: ``python benchmarks/scale.py [--studies 1 16 64 256] [--slots 2] [--no-mlflow]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _repository_first() -> None:
+    # benchmarks/probes.py would shadow the probes package (here and in Ray workers)
+    sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+
+_repository_first()
+
+CLIPS = {"train_clips": 24, "valid_clips": 12, "test_clips": 12, "clip_seconds": 2.0}
+OVERRIDES = [
+    "encoder=[eat]",
+    "dataset=[synth_events]",
+    "probe=[linear]",
+    "search.trials=4",
+    "search.startup_trials=2",
+    "search.batch_size=2",
+    "search.grace_epochs=1",
+    "search.reduction_factor=2",
+    "search.top_k=1",
+    "final.seeds=[0]",
+    "train.epochs=2",
+    "train.batch_size=8",
+]
+
+
+class TreeSampler(threading.Thread):
+    """Peak summed PSS of this process's tree, and CPU seconds of its non-worker processes."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.every = every
+        self.peak_pss = 0
+        self.system_cpu: dict[int, float] = {}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._halt.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    total += proc.memory_full_info().pss
+                    cmd = " ".join(proc.cmdline())
+                    if "default_worker" not in cmd and "ray::" not in proc.name() + cmd:
+                        times = proc.cpu_times()
+                        self.system_cpu[proc.pid] = times.user + times.system
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+            self.peak_pss = max(self.peak_pss, total)
+            self._halt.wait(self.every)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def make_store(root: Path):
+    """synth_events (tiny) extracted by the tiny random eat; the Extracted summary."""
+    from backbones import create_backbone
+    from orchestrator.datasets import get_dataset
+    from orchestrator.extract import extract_split
+    from orchestrator.store import EmbeddingStore
+    from orchestrator.study import Extracted
+
+    spec = get_dataset("synth_events", **CLIPS)
+    backbone = create_backbone("eat", checkpoint="random", size="tiny")
+    store = EmbeddingStore(str(root / "store"))
+    keys = {
+        split: extract_split(backbone, spec, split, store, str(root / "data"), progress=False)
+        for split in ("train", "valid", "test")
+    }
+    return Extracted(keys, backbone.weights_id, spec.version, spec.task, spec.metric,
+                     spec.num_classes, 0)
+
+
+def plain_loop(cfg, extracted, ledgers: list[Path]) -> float:
+    """The same trials (params, seed, epochs actually run) in one process, one thread."""
+    import polars as pl
+    import torch
+
+    from orchestrator.store import EmbeddingStore
+    from orchestrator.trial import split_params
+    from probes import TrainConfig, create_probe, evaluate, fit
+
+    torch.set_num_threads(1)
+    store = EmbeddingStore(cfg.store_url)
+    data = {s: store.load(extracted.keys[s]).to_probe_data(extracted.task)
+            for s in ("train", "valid", "test")}
+    rows = pl.concat([pl.read_parquet(p) for p in ledgers], how="diagonal_relaxed").to_dicts()
+    start = time.perf_counter()
+    for row in rows:
+        params = {k[6:]: v for k, v in row.items() if k.startswith("param.") and v is not None}
+        train_kw, probe_kw = split_params(params)
+        torch.manual_seed(row["seed"])
+        probe = create_probe("linear", embed_dim=data["train"].embed_dim,
+                             num_classes=extracted.num_classes, **probe_kw)
+        fit(probe, data["train"], data["valid"],
+            TrainConfig(epochs=int(row["epochs"]), batch_size=cfg.train.batch_size,
+                        seed=int(row["seed"]), **train_kw),
+            on_epoch=lambda e, m: None)
+        if row["stage"] == "final":
+            evaluate(probe, data["test"], batch_size=cfg.train.batch_size)
+    return time.perf_counter() - start
+
+
+def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool) -> dict:
+    import ray
+
+    from orchestrator import schedule_tune
+    from orchestrator.config import load
+    from orchestrator.plan import Study, make_plan
+    from orchestrator.runner import run_studies
+    from orchestrator.schedule_tracker import sweep_tracker
+
+    out = root / f"out-{n_studies}"
+    cfg = load("quickstart", [*OVERRIDES, f"ray.max_concurrent_trials={slots}"], out_dir=str(out))
+    cfg = replace(cfg, store_url=str(root / "store"))
+    base = make_plan(cfg).studies[0]
+    studies = tuple(Study(base.encoder, base.dataset, base.probe, f"scale-{i}")
+                    for i in range(n_studies))
+    results = {(base.backbone, base.dataset.name): extracted}
+    busy: dict[str, float] = {}
+    started: dict[str, float] = {}
+    orig_start = schedule_tune.ScheduleCallback.on_trial_start
+    orig_finish = schedule_tune.ScheduleCallback._finish
+
+    def on_start(self, iteration, trials, trial, **info):
+        started[trial.trial_id] = time.monotonic()
+        return orig_start(self, iteration, trials, trial, **info)
+
+    def finish(self, trial, status, error=""):
+        busy[trial.trial_id] = time.monotonic() - started.get(trial.trial_id, time.monotonic())
+        return orig_finish(self, trial, status, error)
+
+    schedule_tune.ScheduleCallback.on_trial_start = on_start
+    schedule_tune.ScheduleCallback._finish = finish
+    ray.init(address="local", num_cpus=slots, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    sampler = TreeSampler()
+    sampler.start()
+    tracker = None
+    if mlflow:
+        out.mkdir(parents=True, exist_ok=True)
+        tracker = sweep_tracker(f"sqlite:///{out / 'mlflow.db'}", "scale", sweep_id=f"s{n_studies}",
+                                sweep_name="scale", out_dir=str(out), config={})
+    start = time.monotonic()
+    rows = list(run_studies(cfg, studies, results, tracker))
+    wall = time.monotonic() - start
+    sampler.stop()
+    cpu = sum(sampler.system_cpu.values())
+    ray.shutdown()
+    schedule_tune.ScheduleCallback.on_trial_start = orig_start
+    schedule_tune.ScheduleCallback._finish = orig_finish
+    failed = [sid for sid in rows if sid[2]]
+    ledgers = sorted(out.glob("studies/*/trials.parquet"))
+    loop = plain_loop(cfg, extracted, ledgers)
+    n_trials = len(busy)
+    return {
+        "studies": n_studies,
+        "trials": n_trials,
+        "failed studies": len(failed),
+        "wall s": wall,
+        "overhead s/trial": (wall * slots - loop) / max(n_trials, 1),
+        "slots busy %": 100 * sum(busy.values()) / (wall * slots),
+        "peak head PSS GB": sampler.peak_pss / 2**30,
+        "orchestration CPU %": 100 * cpu / wall,
+        "plain loop s": loop,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--studies", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument("--root", default="/tmp/unmute-scale")
+    parser.add_argument("--no-mlflow", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("UNMUTE_PROGRESS_S", "60")
+    import logging
+    import shutil
+
+    logging.basicConfig(level=logging.WARNING)
+    root = Path(args.root)
+    extracted = make_store(root)
+    table = []
+    for n in args.studies:
+        shutil.rmtree(root / f"out-{n}", ignore_errors=True)
+        table.append(one(n, args.slots, root, extracted, not args.no_mlflow))
+        print(table[-1], flush=True)
+    keys = list(table[0])
+    print(f"\n{args.slots} slots, tiny trials (synth_events 24/12/12 clips, linear probe, "
+          f"4 search + 1 final per study, 2 epochs), MLflow {'off' if args.no_mlflow else 'sqlite'}")
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "|".join("---" for _ in keys) + "|")
+    for row in table:
+        print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v)
+                                for v in row.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
