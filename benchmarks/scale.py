@@ -97,8 +97,9 @@ def make_store(root: Path):
         split: extract_split(backbone, spec, split, store, str(root / "data"), progress=False)
         for split in ("train", "valid", "test")
     }
-    return Extracted(keys, backbone.weights_id, spec.version, spec.task, spec.metric,
-                     spec.num_classes, 0)
+    return Extracted(
+        keys, backbone.weights_id, spec.version, spec.task, spec.metric, spec.num_classes, 0
+    )
 
 
 def plain_loop(cfg, extracted, ledgers: list[Path]) -> float:
@@ -112,20 +113,34 @@ def plain_loop(cfg, extracted, ledgers: list[Path]) -> float:
 
     torch.set_num_threads(1)
     store = EmbeddingStore(cfg.store_url)
-    data = {s: store.load(extracted.keys[s]).to_probe_data(extracted.task)
-            for s in ("train", "valid", "test")}
+    data = {
+        s: store.load(extracted.keys[s]).to_probe_data(extracted.task)
+        for s in ("train", "valid", "test")
+    }
     rows = pl.concat([pl.read_parquet(p) for p in ledgers], how="diagonal_relaxed").to_dicts()
     start = time.perf_counter()
     for row in rows:
         params = {k[6:]: v for k, v in row.items() if k.startswith("param.") and v is not None}
         train_kw, probe_kw = split_params(params)
         torch.manual_seed(row["seed"])
-        probe = create_probe("linear", embed_dim=data["train"].embed_dim,
-                             num_classes=extracted.num_classes, **probe_kw)
-        fit(probe, data["train"], data["valid"],
-            TrainConfig(epochs=int(row["epochs"]), batch_size=cfg.train.batch_size,
-                        seed=int(row["seed"]), **train_kw),
-            on_epoch=lambda e, m: None)
+        probe = create_probe(
+            "linear",
+            embed_dim=data["train"].embed_dim,
+            num_classes=extracted.num_classes,
+            **probe_kw,
+        )
+        fit(
+            probe,
+            data["train"],
+            data["valid"],
+            TrainConfig(
+                epochs=int(row["epochs"]),
+                batch_size=cfg.train.batch_size,
+                seed=int(row["seed"]),
+                **train_kw,
+            ),
+            on_epoch=lambda e, m: None,
+        )
         if row["stage"] == "final":
             evaluate(probe, data["test"], batch_size=cfg.train.batch_size)
     return time.perf_counter() - start
@@ -144,8 +159,9 @@ def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool) -> dict
     cfg = load("quickstart", [*OVERRIDES, f"ray.max_concurrent_trials={slots}"], out_dir=str(out))
     cfg = replace(cfg, store_url=str(root / "store"))
     base = make_plan(cfg).studies[0]
-    studies = tuple(Study(base.encoder, base.dataset, base.probe, f"scale-{i}")
-                    for i in range(n_studies))
+    studies = tuple(
+        Study(base.encoder, base.dataset, base.probe, f"scale-{i}") for i in range(n_studies)
+    )
     results = {(base.backbone, base.dataset.name): extracted}
     busy: dict[str, float] = {}
     started: dict[str, float] = {}
@@ -162,15 +178,33 @@ def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool) -> dict
 
     schedule_tune.ScheduleCallback.on_trial_start = on_start
     schedule_tune.ScheduleCallback._finish = finish
-    ray.init(address="local", num_cpus=slots, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    for attempt in range(3):  # Ray gives its raylet 30 s to start; a loaded machine needs more
+        try:
+            ray.init(
+                address="local",
+                num_cpus=slots,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+            break
+        except Exception as err:
+            if "timed out during startup" not in str(err) or attempt == 2:
+                raise
+            ray.shutdown()
     sampler = TreeSampler()
     sampler.start()
     tracker = None
     if mlflow:
         out.mkdir(parents=True, exist_ok=True)
-        tracker = sweep_tracker(f"sqlite:///{out / 'mlflow.db'}", "scale", sweep_id=f"s{n_studies}",
-                                sweep_name="scale", out_dir=str(out), config={})
+        tracker = sweep_tracker(
+            f"sqlite:///{out / 'mlflow.db'}",
+            "scale",
+            sweep_id=f"s{n_studies}",
+            sweep_name="scale",
+            out_dir=str(out),
+            config={},
+        )
     start = time.monotonic()
     rows = list(run_studies(cfg, studies, results, tracker))
     wall = time.monotonic() - start
@@ -217,13 +251,18 @@ def main() -> None:
         table.append(one(n, args.slots, root, extracted, not args.no_mlflow))
         print(table[-1], flush=True)
     keys = list(table[0])
-    print(f"\n{args.slots} slots, tiny trials (synth_events 24/12/12 clips, linear probe, "
-          f"4 search + 1 final per study, 2 epochs), MLflow {'off' if args.no_mlflow else 'sqlite'}")
+    print(
+        f"\n{args.slots} slots, tiny trials (synth_events 24/12/12 clips, linear probe, "
+        f"4 search + 1 final per study, 2 epochs), MLflow {'off' if args.no_mlflow else 'sqlite'}"
+    )
     print("| " + " | ".join(keys) + " |")
     print("|" + "|".join("---" for _ in keys) + "|")
     for row in table:
-        print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v)
-                                for v in row.values()) + " |")
+        print(
+            "| "
+            + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values())
+            + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -225,7 +225,8 @@ class _StudiesRun:
         rows = study.rows()
         if rows:
             _atomic_parquet(
-                pl.DataFrame(rows, infer_schema_length=None), self.folder(study.study_id) / "trials.parquet"
+                pl.DataFrame(rows, infer_schema_length=None),
+                self.folder(study.study_id) / "trials.parquet",
             )
 
     def collect_probe(self, trial) -> None:
@@ -246,7 +247,9 @@ class _StudiesRun:
             elif Path(source).resolve() != target.resolve():
                 shutil.copyfile(source, target)
         except OSError as err:
-            log.warning("trial %s: its trained probe could not be collected: %s", config["key"], err)
+            log.warning(
+                "trial %s: its trained probe could not be collected: %s", config["key"], err
+            )
 
     def on_trial_finished(self, study: StudyState, row: dict[str, Any], trial) -> None:
         if not study.done:  # a finished study's ledger was written when it closed
@@ -301,12 +304,11 @@ class _StudiesRun:
             )
 
     def run(self) -> dict[str, tuple[pl.DataFrame, str]]:
+        import optuna
         from ray import tune
 
         from orchestrator.schedule_tune import BookSearcher, RungScheduler, ScheduleCallback
         from orchestrator.search import METRIC, MODE
-
-        import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per study otherwise
         cfg = self.cfg

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -170,7 +171,11 @@ def rank_search(rows: list[dict[str, Any]], k: int, epochs: int) -> list[dict[st
     ]
     scored.sort(key=lambda r: (r["epochs"] != epochs, -r["val_score"], r["number"]))
     return [
-        {c.removeprefix("param."): v for c, v in r.items() if c.startswith("param.") and v is not None}
+        {
+            c.removeprefix("param."): v
+            for c, v in r.items()
+            if c.startswith("param.") and v is not None
+        }
         for r in scored[:k]
     ]
 
@@ -220,8 +225,14 @@ class StudyState:
             self.optuna.enqueue_trial(fixed, skip_if_exists=False)
         trial = self.optuna.ask(fixed_distributions=self.space)
         assert trial.number == number, (trial.number, number)
-        item = Item(search_key(self.study_id, number), self.study_id, "search", number,
-                    dict(trial.params), 0)
+        item = Item(
+            search_key(self.study_id, number),
+            self.study_id,
+            "search",
+            number,
+            dict(trial.params),
+            0,
+        )
         record = TrialRecord(item, batch=self.s.batch_of(number), ot_trial=trial)
         self.search[number] = record
         return record
@@ -233,10 +244,13 @@ class StudyState:
             self.replaced += 1
             log.warning(
                 "%s: the replayed point %s differs from the ledger's %s; keeping the ledger's",
-                record.item.key, record.item.params, params,
+                record.item.key,
+                record.item.params,
+                params,
             )
-            record.item = Item(record.item.key, self.study_id, "search", record.item.number,
-                               params, 0)
+            record.item = Item(
+                record.item.key, self.study_id, "search", record.item.number, params, 0
+            )
         record.status = row["status"]
         record.scores = [float(x) for x in (row.get("scores") or [])]
         record.error = row.get("error") or ""
@@ -280,7 +294,9 @@ class StudyState:
     def _record_rungs(self, record: TrialRecord) -> None:
         for rung in self.s.rungs():
             if len(record.scores) >= rung:
-                self.rung_scores.setdefault(rung, []).append((record.batch, record.scores[rung - 1]))
+                self.rung_scores.setdefault(rung, []).append(
+                    (record.batch, record.scores[rung - 1])
+                )
 
     def _replay_async(self) -> None:
         done = sorted(

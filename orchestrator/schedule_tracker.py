@@ -90,7 +90,9 @@ class SweepTracker:
         all_tags["trial_key" if "/" in key else "run_key"] = key
         if parent:
             all_tags[PARENT_TAG] = parent
-        run_id = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
+        run_id = self.client.create_run(
+            self.experiment_id, run_name=name, tags=all_tags
+        ).info.run_id
         self._runs[key] = run_id
         return run_id
 
@@ -100,18 +102,22 @@ class SweepTracker:
         existing = self.client.get_run(run_id).data.params if flat else {}
         self.client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if _finite(v)],
+            metrics=[
+                Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if _finite(v)
+            ],
             params=[Param(k, v) for k, v in flat.items() if k not in existing],
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
         )
 
     def study_run(self, study_id: str, tags: dict) -> str:
         key = f"study:{study_id}"
-        return self._ensure(key, study_id, {**tags, "kind": "study", "study_id": study_id},
-                            self.sweep_run_id)
+        return self._ensure(
+            key, study_id, {**tags, "kind": "study", "study_id": study_id}, self.sweep_run_id
+        )
 
-    def trial_started(self, study_id: str, trial_key: str, stage: str, params: dict,
-                      tags: dict) -> str:
+    def trial_started(
+        self, study_id: str, trial_key: str, stage: str, params: dict, tags: dict
+    ) -> str:
         parent = self.study_run(study_id, {})
         run_id = self._ensure(
             trial_key,
@@ -144,8 +150,9 @@ class SweepTracker:
             self._log(run_id, tags={"error": error[-4000:]})
         self.client.set_terminated(run_id, status=status)
 
-    def study_finished(self, study_id: str, status: str, *, params=None, metrics=None,
-                       selected=()) -> None:
+    def study_finished(
+        self, study_id: str, status: str, *, params=None, metrics=None, selected=()
+    ) -> None:
         run_id = self._runs.get(f"study:{study_id}") or self.study_run(study_id, {})
         chosen = set(selected)
         if chosen:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ray.tune import Callback
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -158,8 +159,9 @@ class ScheduleCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = _error_text(trial)
         where = trial.error_file or "the Ray worker logs"
-        log.warning("trial %s failed: %s (full error: %s)", trial.config["key"],
-                    first_line(error), where)
+        log.warning(
+            "trial %s failed: %s (full error: %s)", trial.config["key"], first_line(error), where
+        )
         self.failed.append(trial.config["key"])
         self._finish(trial, "error", error)
 
@@ -182,5 +184,9 @@ class ScheduleCallback(Callback):
                 live.get(f"{stage}.running", 0),
                 live.get(f"{stage}.pending", 0),
             )
-        log.info("studies: %d of %d finished, %d open", self.book.finished, self.book.total,
-                 len(self.book.active))
+        log.info(
+            "studies: %d of %d finished, %d open",
+            self.book.finished,
+            self.book.total,
+            len(self.book.active),
+        )

@@ -87,7 +87,18 @@ def _init_ray(address: str) -> bool:
         ray.init(address=address, log_to_driver=False)
         return True
     # "local": a private Ray, never a cluster someone started with `ray start` on this machine
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+    for attempt in range(3):  # Ray gives its raylet 30 s to start; a loaded machine needs more
+        try:
+            ray.init(
+                address="local", include_dashboard=False, log_to_driver=False,
+                configure_logging=False,
+            )
+            return True
+        except Exception as err:  # Ray raises a bare Exception when its node start times out
+            if "timed out during startup" not in str(err) or attempt == 2:
+                raise
+            log.warning("Ray's local node did not start in time; retrying (%s)", err)
+            ray.shutdown()
     return True
 
 

@@ -117,13 +117,24 @@ def probe_file(config_index: int, seed: int) -> str:
     return f"config-{config_index}-seed-{seed}.pt"
 
 
-def _save_probe(spec: TrialSpec, probe, init: dict[str, Any], config_index: int, seed: int,
-                params: dict[str, Any]) -> None:
+def _save_probe(
+    spec: TrialSpec,
+    probe,
+    init: dict[str, Any],
+    config_index: int,
+    seed: int,
+    params: dict[str, Any],
+) -> None:
     """Write the trained probe to ``<spec.probe_dir>/config-<i>-seed-<s>.pt``."""
     import torch
 
-    meta = {**spec.meta, "study_id": spec.study_id, "seed": seed, "config": dict(params),
-            "config_index": config_index}
+    meta = {
+        **spec.meta,
+        "study_id": spec.study_id,
+        "seed": seed,
+        "config": dict(params),
+        "config_index": config_index,
+    }
     try:
         from probes.checkpoint import probe_record
     except ImportError:  # until probes/checkpoint.py lands: the same format, written here
@@ -132,8 +143,7 @@ def _save_probe(spec: TrialSpec, probe, init: dict[str, Any], config_index: int,
         record = probe_record(probe, meta)
     else:
         state = {k: v.detach().cpu().clone() for k, v in probe.state_dict().items()}
-        record = {"format": 1, "probe": spec.probe, "init": init, "state_dict": state,
-                  "meta": meta}
+        record = {"format": 1, "probe": spec.probe, "init": init, "state_dict": state, "meta": meta}
     target = f"{spec.probe_dir.rstrip('/')}/{probe_file(config_index, seed)}"
     if "://" in target:
         import fsspec
@@ -160,8 +170,12 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     data = {split: _probe_data(spec, split) for split in ("train", *EVAL_SPLITS)}
     embed_dim = int(data["train"].tokens.shape[-1])
     torch.manual_seed(seed)
-    init = {"embed_dim": embed_dim, "num_classes": spec.num_classes,
-            **spec.probe_hparams, **probe_kw}
+    init = {
+        "embed_dim": embed_dim,
+        "num_classes": spec.num_classes,
+        **spec.probe_hparams,
+        **probe_kw,
+    }
     probe = create_probe(spec.probe, **init)
     device = _device(spec.device)
     train_config = TrainConfig(
@@ -193,7 +207,9 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
             report.update(_percent(test, "test"))
             report["train_seconds"] = time.monotonic() - started
         report["seed"] = seed
-        report["device"] = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+        report["device"] = (
+            torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+        )
         tune.report(report)
 
     fit(probe, data["train"], data["valid"], train_config, on_epoch=on_epoch)

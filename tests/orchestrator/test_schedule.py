@@ -135,10 +135,14 @@ def test_failed_final_cells_are_retried_on_replay_and_search_errors_are_kept():
     study = StudyState("s", SPACE, SETTINGS)
     rows = []
     while (item := study.next_item()) is not None:
-        status = "error" if item.number in (1,) or item.stage == "final" and item.seed == 1 else "ok"
+        status = (
+            "error" if item.number in (1,) or item.stage == "final" and item.seed == 1 else "ok"
+        )
         for epoch in range(1, SETTINGS.epochs + 1):
             study.should_stop(item.key, epoch, curve(item.params, item.seed, 4)[epoch - 1])
-        rows.append(study.finish(item.key, status, {"val_score": 1.0}, "boom" * (status == "error")))
+        rows.append(
+            study.finish(item.key, status, {"val_score": 1.0}, "boom" * (status == "error"))
+        )
         if study.done:
             break
     assert study.done
@@ -191,7 +195,11 @@ def test_book_round_robins_studies_and_finishes():
     items = [book.next_item() for _ in range(6)]
     # a's batch 0 is handed out first, then b opens because a waits on its batch
     assert [i.key for i in items[:5]] == [
-        "a/search/0", "a/search/1", "a/search/2", "a/search/3", "b/search/0"
+        "a/search/0",
+        "a/search/1",
+        "a/search/2",
+        "a/search/3",
+        "b/search/0",
     ]
     assert {s for s in book.active} == {"a", "b"}
     rows = drive_book_rest(book, items)
