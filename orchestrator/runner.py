@@ -341,26 +341,32 @@ class _StudiesRun:
         started = time.monotonic()
         # Tune's closing summary would read a result file per trial; we keep none (see above)
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-        tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                metric=METRIC,
-                mode=MODE,
-                search_alg=BookSearcher(book, METRIC, MODE),
-                scheduler=RungScheduler(book, METRIC),
-                num_samples=-1,
-                reuse_actors=True,
-                max_concurrent_trials=slots,
-                trial_dirname_creator=lambda trial: trial.trial_id,
-            ),
-            run_config=tune.RunConfig(
-                name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
-                storage_path=cfg.tune_storage,
-                callbacks=[callback],
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
-            ),
-        ).fit()
+        budget = int(os.environ.get("UNMUTE_TRIALS_PER_TUNE_RUN", "5000"))
+        while True:  # Tune keeps every trial of a run in memory: a new run every `budget`
+            searcher = BookSearcher(book, METRIC, MODE, budget=budget)
+            tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    metric=METRIC,
+                    mode=MODE,
+                    search_alg=searcher,
+                    scheduler=RungScheduler(book, METRIC),
+                    num_samples=-1,
+                    reuse_actors=True,
+                    max_concurrent_trials=slots,
+                    trial_dirname_creator=lambda trial: trial.trial_id,
+                ),
+                run_config=tune.RunConfig(
+                    name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+                    storage_path=cfg.tune_storage,
+                    callbacks=[callback],
+                    verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
+                ),
+            ).fit()
+            if searcher.exhausted or searcher.handed_out == 0:
+                break
+            time.sleep(1)  # run names carry the second
         callback.log_progress()
         log.info("Tune run finished in %.0f s", time.monotonic() - started)
         if self.tracker is not None:

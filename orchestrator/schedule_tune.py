@@ -25,21 +25,32 @@ log = logging.getLogger(__name__)
 
 
 class BookSearcher(Searcher):
-    """A Tune searcher over every study: ``suggest`` is the book's next trial."""
+    """A Tune searcher over every study: ``suggest`` is the book's next trial.
 
-    def __init__(self, book: StudyBook, metric: str, mode: str) -> None:
+    After ``budget`` trials it reports FINISHED (the Tune run ends once they finish; the
+    driver starts another over the same book): Tune keeps every trial of a run in memory.
+    """
+
+    def __init__(self, book: StudyBook, metric: str, mode: str, budget: int = 0) -> None:
         super().__init__(metric=metric, mode=mode)
         self.book = book
+        self.budget = budget
+        self.handed_out = 0
+        self.exhausted = False  # the book has nothing left at all
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.budget and self.handed_out >= self.budget:
+            return Searcher.FINISHED
         item = self.book.next_item()
         if item is None:
             return None
         if item == StudyBook.FINISHED:
+            self.exhausted = True
             return Searcher.FINISHED
+        self.handed_out += 1
         return item.config()
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
