@@ -154,6 +154,10 @@ class ScheduleCallback(Callback):
         metrics = dict(trial.last_result or {})
         if status == "ok":
             self.collect(trial)  # before the book may close the study and log its files
+        # MLflow first, the ledger second: a kill in between reruns the trial (its run is
+        # reused by key); the other order would leave a ledger trial whose run stays KILLED.
+        if self.tracker is not None:
+            self.tracker.trial_finished(key, "FAILED" if status == "error" else "FINISHED", error)
         study, row = self.book.finish(key, status, metrics, error)
         if row is None:
             return
@@ -161,8 +165,6 @@ class ScheduleCallback(Callback):
             self.counts.get(f"{row['stage']}.{row['status']}", 0) + 1
         )
         self.on_finished(study, row, trial)
-        if self.tracker is not None:
-            self.tracker.trial_finished(key, "FAILED" if status == "error" else "FINISHED", error)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._finish(trial, "ok")
