@@ -1,145 +1,268 @@
-"""How the orchestration scales with the number of studies; prints a markdown table.
+"""Scale of the head: sweeps of 1, 16, 64, 256 studies of tiny trials through the real driver
+(``orchestrator.runner.run_studies``: one Tune run, the schedule, the ledgers, MLflow on a
+local sqlite store), against a plain loop of the same trials (``probes.fit`` on the same store)
+measured in the same run. Prints one table.
 
-For each N in ``--studies``: a quickstart of N studies of tiny trials (tiny random encoders x the
-two generated datasets x probes, few clips, few epochs) run as ``python -m orchestrator.sweep``
-on a private local Ray, and measured from outside:
+Columns: wall (the Tune run, study setup included), trials, overhead per trial
+(``(wall x slots - loop time) / trials``), slot busy % (time slots held a trial / wall x
+slots), peak head memory (PSS summed over the driver's process tree: the driver, Ray's GCS,
+raylet and workers), orchestration CPU (driver + Ray system processes, not trial workers, as %
+of one core over the run) and the plain loop's time.
 
-- wall time of the sweep and the trials' own time (``time_total_s`` of every trial in
-  ``studies/*/trials.parquet``);
-- end-to-end overhead per trial = (wall x slots - trial time) / trials (study setup included);
-- slot busy fraction = trial time / (wall x slots);
-- peak head memory: PSS summed over the sweep's process tree (driver, Ray's daemons and
-  workers), sampled every second.
-
-Not yet here: the plain-loop baseline of the same trials and the idle CPU of the head (the
-issue's other two columns). Numbers on a shared machine vary: compare ratios, not seconds.
-
-    python benchmarks/scale.py --studies 1 16 64 --trials 4 --epochs 2
+Usage: ``python benchmarks/scale.py [--studies 1 16 64 256] [--slots 2] [--no-mlflow]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
-import psutil
-
-REPO = Path(__file__).resolve().parent.parent
-ENCODERS = ("eat", "beats", "audiomae", "asit", "dasheng", "sslam", "eat_plus", "beats_plus",
-            "sslam_plus")  # fmt: skip
-DATASETS = ("synth_events", "synth_control")
-PROBES = ("linear", "mlp", "linearc", "conv", "linpre", "mhca", "ep", "simpool", "abmilp",
-          "proto", "protobin")  # fmt: skip
+HERE = Path(__file__).resolve().parent
 
 
-def study_grid(n: int) -> tuple[list[str], list[str], list[str]]:
-    """The smallest encoder x dataset x probe grid with at least ``n`` studies."""
-    for e, d, p in itertools.product(range(1, 10), range(1, 3), range(1, 12)):
-        if e * d * p >= n:
-            return list(ENCODERS[:e]), list(DATASETS[:d]), list(PROBES[:p])
-    raise SystemExit(f"at most {9 * 2 * 11} studies: tiny encoders x generated datasets x probes")
+def _repository_first() -> None:
+    # benchmarks/probes.py would shadow the probes package (here and in Ray workers)
+    sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 
-def overrides(n: int, trials: int, epochs: int) -> list[str]:
-    enc, ds, pr = study_grid(n)
-    small = []
-    for name in ds:
-        for split, k in (("train", 16), ("valid", 8), ("test", 8)):
-            small.append(f"dataset.{name}.options.{split}_clips={k}")
-    return [
-        f"encoder=[{','.join(enc)}]",
-        f"dataset=[{','.join(ds)}]",
-        f"probe=[{','.join(pr)}]",
-        *small,
-        f"search.trials={trials}",
-        f"search.startup_trials={trials}",
-        "search.grace_epochs=1",
-        "search.top_k=1",
-        f"train.epochs={epochs}",
-        "train.batch_size=8",
-        "final.seeds=[0]",
-    ]
+_repository_first()
+
+CLIPS = {"train_clips": 24, "valid_clips": 12, "test_clips": 12, "clip_seconds": 2.0}
+OVERRIDES = [
+    "encoder=[eat]",
+    "dataset=[synth_events]",
+    "probe=[linear]",
+    "search.trials=4",
+    "search.startup_trials=2",
+    "search.batch_size=2",
+    "search.grace_epochs=1",
+    "search.reduction_factor=2",
+    "search.top_k=1",
+    "final.seeds=[0]",
+    "train.epochs=2",
+    "train.batch_size=8",
+]
 
 
-def tree_pss(root: psutil.Process) -> float:
-    """PSS (bytes) summed over ``root`` and its descendants."""
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
+class TreeSampler(threading.Thread):
+    """Peak summed PSS of this process's tree, and CPU seconds of its non-worker processes."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.every = every
+        self.peak_pss = 0
+        self.system_cpu: dict[int, float] = {}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._halt.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    total += proc.memory_full_info().pss
+                    cmd = " ".join(proc.cmdline())
+                    if "default_worker" not in cmd and "ray::" not in proc.name() + cmd:
+                        times = proc.cpu_times()
+                        self.system_cpu[proc.pid] = times.user + times.system
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+            self.peak_pss = max(self.peak_pss, total)
+            self._halt.wait(self.every)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def make_store(root: Path):
+    """synth_events (tiny) extracted by the tiny random eat; the Extracted summary."""
+    from backbones import create_backbone
+    from orchestrator.datasets import get_dataset
+    from orchestrator.extract import extract_split
+    from orchestrator.store import EmbeddingStore
+    from orchestrator.study import Extracted
+
+    spec = get_dataset("synth_events", **CLIPS)
+    backbone = create_backbone("eat", checkpoint="random", size="tiny")
+    store = EmbeddingStore(str(root / "store"))
+    keys = {
+        split: extract_split(backbone, spec, split, store, str(root / "data"), progress=False)
+        for split in ("train", "valid", "test")
+    }
+    return Extracted(
+        keys, backbone.weights_id, spec.version, spec.task, spec.metric, spec.num_classes, 0
+    )
+
+
+def plain_loop(cfg, extracted, ledgers: list[Path]) -> float:
+    """The same trials (params, seed, epochs actually run) in one process, one thread."""
+    import polars as pl
+    import torch
+
+    from orchestrator.store import EmbeddingStore
+    from orchestrator.trial import split_params
+    from probes import TrainConfig, create_probe, evaluate, fit
+
+    torch.set_num_threads(1)
+    store = EmbeddingStore(cfg.store_url)
+    data = {
+        s: store.load(extracted.keys[s]).to_probe_data(extracted.task)
+        for s in ("train", "valid", "test")
+    }
+    rows = pl.concat([pl.read_parquet(p) for p in ledgers], how="diagonal_relaxed").to_dicts()
+    start = time.perf_counter()
+    for row in rows:
+        params = {k[6:]: v for k, v in row.items() if k.startswith("param.") and v is not None}
+        train_kw, probe_kw = split_params(params)
+        torch.manual_seed(row["seed"])
+        probe = create_probe(
+            "linear",
+            embed_dim=data["train"].embed_dim,
+            num_classes=extracted.num_classes,
+            **probe_kw,
+        )
+        fit(
+            probe,
+            data["train"],
+            data["valid"],
+            TrainConfig(
+                epochs=int(row["epochs"]),
+                batch_size=cfg.train.batch_size,
+                seed=int(row["seed"]),
+                **train_kw,
+            ),
+            on_epoch=lambda e, m: None,
+        )
+        if row["stage"] == "final":
+            evaluate(probe, data["test"], batch_size=cfg.train.batch_size)
+    return time.perf_counter() - start
+
+
+def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool) -> dict:
+    import ray
+
+    from orchestrator import schedule_tune
+    from orchestrator.config import load
+    from orchestrator.plan import Study, make_plan
+    from orchestrator.runner import run_studies
+    from orchestrator.tracking import SweepTracker
+
+    out = root / f"out-{n_studies}"
+    cfg = load("quickstart", [*OVERRIDES, f"ray.max_concurrent_trials={slots}"], out_dir=str(out))
+    cfg = replace(cfg, store_url=str(root / "store"))
+    base = make_plan(cfg).studies[0]
+    studies = tuple(
+        Study(base.encoder, base.dataset, base.probe, f"scale-{i}") for i in range(n_studies)
+    )
+    results = {(base.backbone, base.dataset.name): extracted}
+    busy: dict[str, float] = {}
+    started: dict[str, float] = {}
+    orig_start = schedule_tune.ScheduleCallback.on_trial_start
+    orig_finish = schedule_tune.ScheduleCallback._finish
+
+    def on_start(self, iteration, trials, trial, **info):
+        started[trial.trial_id] = time.monotonic()
+        return orig_start(self, iteration, trials, trial, **info)
+
+    def finish(self, trial, status, error=""):
+        busy[trial.trial_id] = time.monotonic() - started.get(trial.trial_id, time.monotonic())
+        return orig_finish(self, trial, status, error)
+
+    schedule_tune.ScheduleCallback.on_trial_start = on_start
+    schedule_tune.ScheduleCallback._finish = finish
+    for attempt in range(3):  # Ray gives its raylet 30 s to start; a loaded machine needs more
         try:
-            total += proc.memory_full_info().pss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return total
-
-
-def run_sweep(n: int, trials: int, epochs: int, work: Path) -> dict[str, float]:
-    env = {**os.environ, "UNMUTE_OUT_ROOT": str(work / "out"), "UNMUTE_STORE": str(work / "store"),
-           "UNMUTE_DATA": str(work / "data"), "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
-    cmd = [sys.executable, "-m", "orchestrator.sweep", "quickstart", *overrides(n, trials, epochs)]
-    started = time.monotonic()
-    with open(work / "sweep.log", "w") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=log)
-    root = psutil.Process(proc.pid)
-    peak = [0.0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(1.0):
-            peak[0] = max(peak[0], tree_pss(root))
-
-    sampler = threading.Thread(target=sample, daemon=True)
+            ray.init(
+                address="local",
+                num_cpus=slots,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+            break
+        except Exception as err:
+            if "timed out during startup" not in str(err) or attempt == 2:
+                raise
+            ray.shutdown()
+    sampler = TreeSampler()
     sampler.start()
-    code = proc.wait()
-    wall = time.monotonic() - started
-    stop.set()
-    sampler.join()
-    if code != 0:
-        raise SystemExit(f"sweep of {n} studies failed ({code}); see {work / 'sweep.log'}")
-    trials, trial_s = trial_times(work / "out" / "quickstart" / "tune")
-    return {"studies": n, "trials": trials, "wall_s": wall, "trial_s": trial_s,
-            "peak_pss_gb": peak[0] / 1e9}  # fmt: skip
-
-
-def trial_times(tune_dir: Path) -> tuple[int, float]:
-    """Trials and their summed ``time_total_s`` (Tune's own clock: inside the trial only)."""
-    import json
-
-    count, total = 0, 0.0
-    for result in tune_dir.rglob("result.json"):
-        lines = result.read_text().strip().splitlines()
-        if lines:
-            count += 1
-            total += float(json.loads(lines[-1]).get("time_total_s", 0.0))
-    return count, total
+    tracker = None
+    if mlflow:
+        out.mkdir(parents=True, exist_ok=True)
+        tracker = SweepTracker(
+            f"sqlite:///{out / 'mlflow.db'}",
+            "scale",
+            sweep_id=f"s{n_studies}",
+            sweep_name="scale",
+            out_dir=str(out),
+            config={},
+        )
+    start = time.monotonic()
+    rows = list(run_studies(cfg, studies, results, tracker))
+    wall = time.monotonic() - start
+    sampler.stop()
+    cpu = sum(sampler.system_cpu.values())
+    ray.shutdown()
+    schedule_tune.ScheduleCallback.on_trial_start = orig_start
+    schedule_tune.ScheduleCallback._finish = orig_finish
+    failed = [sid for sid in rows if sid[2]]
+    ledgers = sorted(out.glob("studies/*/trials.parquet"))
+    loop = plain_loop(cfg, extracted, ledgers)
+    n_trials = len(busy)
+    return {
+        "studies": n_studies,
+        "trials": n_trials,
+        "failed studies": len(failed),
+        "wall s": wall,
+        "overhead s/trial": (wall * slots - loop) / max(n_trials, 1),
+        "slots busy %": 100 * sum(busy.values()) / (wall * slots),
+        "peak head PSS GB": sampler.peak_pss / 2**30,
+        "orchestration CPU %": 100 * cpu / wall,
+        "plain loop s": loop,
+    }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--studies", type=int, nargs="*", default=[1, 16, 64])
-    p.add_argument("--trials", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--slots", type=int, default=os.cpu_count() or 1)
-    args = p.parse_args()
-    print(f"machine: {os.cpu_count()} cores; slots = {args.slots}; trials/study = "
-          f"{args.trials} search + 1 final; {args.epochs} epochs")  # fmt: skip
-    print("| studies | trials | wall s | trial s | overhead s/trial | busy % | peak PSS GB |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--studies", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument("--root", default="/tmp/unmute-scale")
+    parser.add_argument("--no-mlflow", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("UNMUTE_PROGRESS_S", "60")
+    import logging
+    import shutil
+
+    logging.basicConfig(level=logging.WARNING)
+    root = Path(args.root)
+    extracted = make_store(root)
+    table = []
     for n in args.studies:
-        with tempfile.TemporaryDirectory(prefix=f"scale{n}-") as tmp:
-            r = run_sweep(n, args.trials, args.epochs, Path(tmp))
-        slot_s = r["wall_s"] * args.slots
-        overhead = (slot_s - r["trial_s"]) / max(1, r["trials"])
-        print(f"| {n} | {r['trials']} | {r['wall_s']:.0f} | {r['trial_s']:.0f} | "
-              f"{overhead:.2f} | {100 * r['trial_s'] / slot_s:.0f} | {r['peak_pss_gb']:.2f} |",
-              flush=True)  # fmt: skip
+        shutil.rmtree(root / f"out-{n}", ignore_errors=True)
+        table.append(one(n, args.slots, root, extracted, not args.no_mlflow))
+        print(table[-1], flush=True)
+    keys = list(table[0])
+    print(
+        f"\n{args.slots} slots, tiny trials (synth_events 24/12/12 clips, linear probe, "
+        f"4 search + 1 final per study, 2 epochs), MLflow {'off' if args.no_mlflow else 'sqlite'}"
+    )
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "|".join("---" for _ in keys) + "|")
+    for row in table:
+        print(
+            "| "
+            + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values())
+            + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ class SearchConfig:
     grace_epochs: int
     reduction_factor: int
     top_k: int
-    reproducible: bool = False
+    reproducible: bool = True  # batches and rung decisions in a fixed order (see schedule.py)
+    batch_size: int = 4  # reproducible mode: search trials per batch after the Sobol ones
 
 
 @dataclass(frozen=True)
@@ -346,7 +347,8 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         grace_epochs=_as_int("search", "grace_epochs", s["grace_epochs"], 1),
         reduction_factor=_as_int("search", "reduction_factor", s["reduction_factor"], 2),
         top_k=_as_int("search", "top_k", s["top_k"], 1),
-        reproducible=_as_bool("search", "reproducible", s.get("reproducible", False)),
+        reproducible=_as_bool("search", "reproducible", s.get("reproducible", True)),
+        batch_size=_as_int("search", "batch_size", s.get("batch_size", 4), 1),
     )
     if search.top_k > search.trials:
         raise ConfigError(

@@ -1,25 +1,33 @@
-"""The driver: extraction jobs and studies as Ray tasks, outputs written in one place.
+"""The driver: extraction jobs as Ray tasks, then every study in one Ray Tune run.
 
-Extraction runs one task per (encoder, dataset) (``orchestrator.extract_jobs``); each study runs as a task of its own
-(``orchestrator.study``), a bounded number at a time, so the cluster's slots are shared by many
-studies' trials. Only the driver writes the output folder: ``studies/<id>/trials.parquet`` and,
-when a study finished, ``studies/<id>/final.parquet``, which a re-run reads instead of redoing it.
+Extraction runs one task per (encoder, dataset) (``orchestrator.extract_jobs``). The studies share one Tune experiment driven
+from this process (``orchestrator.schedule`` decides what runs, ``orchestrator.schedule_tune``
+adapts it to Tune): no process per study, so the head stays small whatever the number of
+studies. Only the driver writes the output folder: ``studies/<id>/trials.parquet`` (the ledger:
+one row per finished trial, rewritten atomically as each finishes), ``studies/<id>/probes/``
+(the final trials' trained probes) and, when a study finished, ``studies/<id>/final.parquet``,
+which a re-run reads instead of redoing the study. A re-run replays the ledgers.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.config import SweepConfig
+from orchestrator.paths import tune_filesystem
 from orchestrator.plan import Study
-from orchestrator.study import Extracted, StudyOutcome, run_study
+from orchestrator.schedule import ScheduleSettings, StudyBook, StudyState
+from orchestrator.study import Extracted, select_final, study_tags
+from orchestrator.trial import TrialSpec, probe_file, run_trial
 
 log = logging.getLogger(__name__)
 
@@ -31,64 +39,281 @@ def _atomic_parquet(frame: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def schedule_settings(cfg: SweepConfig) -> ScheduleSettings:
+    return ScheduleSettings(
+        trials=cfg.search.trials,
+        startup_trials=cfg.search.startup_trials,
+        batch_size=cfg.search.batch_size,
+        grace_epochs=cfg.search.grace_epochs,
+        reduction_factor=cfg.search.reduction_factor,
+        epochs=cfg.train.epochs,
+        top_k=cfg.search.top_k,
+        seeds=tuple(cfg.seeds),
+        reproducible=cfg.search.reproducible,
+    )
+
+
+def read_ledger(path: Path) -> list[dict[str, Any]]:
+    """The finished trials a study's ledger records (empty when there is none)."""
+    if not path.exists():
+        return []
+    frame = pl.read_parquet(path)
+    if "key" not in frame.columns:
+        log.warning("%s predates the trial ledger format; its trials are not reused", path)
+        return []
+    return frame.to_dicts()
+
+
 def run_studies(
     cfg: SweepConfig,
     studies: tuple[Study, ...],
     extracted: dict[tuple[str, str], Extracted | str],
+    tracker=None,
 ) -> Iterator[tuple[Study, pl.DataFrame, str]]:
-    """Yield ``(study, rows, error)`` as studies finish; finished ones are read, not rerun."""
-    pending = []
+    """Yield ``(study, rows, error)`` for every study, in plan order; finished ones are read."""
+    outcomes: dict[str, tuple[pl.DataFrame, str]] = {}
+    todo = []
     for study in studies:
         done = cfg.out_dir / "studies" / study.study_id / "final.parquet"
         tokens = extracted[(study.backbone, study.dataset.name)]
         if isinstance(tokens, str):
-            yield study, pl.DataFrame(), tokens
+            outcomes[study.study_id] = (pl.DataFrame(), tokens)
         elif done.exists():
             log.info("study %s already finished; skipping", study.study_id)
-            yield study, pl.read_parquet(done), ""
+            outcomes[study.study_id] = (pl.read_parquet(done), "")
         else:
-            pending.append(study)
-    # Study tasks drive Tune; they stay on the driver's node, where a local Tune storage is.
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    task = ray.remote(_study_task).options(num_cpus=0, max_retries=0, scheduling_strategy=here)
-    limit = cfg.ray.max_concurrent_studies or len(pending)
-    running: dict[ray.ObjectRef, Study] = {}
-    while pending or running:
-        while pending and len(running) < limit:
-            study = pending.pop(0)
-            running[task.remote(cfg, study, extracted[(study.backbone, study.dataset.name)])] = (
-                study
+            todo.append(study)
+    if todo:
+        outcomes.update(_StudiesRun(cfg, todo, extracted, tracker).run())
+    for study in studies:
+        yield study, *outcomes[study.study_id]
+
+
+def _trainable(config: dict[str, Any], specs: dict[str, TrialSpec]) -> None:
+    run_trial(config, specs[config["study"]])
+
+
+def default_slots(cfg: SweepConfig) -> int:
+    """Trials at once when the sweep does not say: as many as the cluster's resources fit."""
+    resources = ray.cluster_resources()
+    slots = []
+    if cfg.ray.cpus_per_trial > 0:
+        slots.append(int(resources.get("CPU", 1) // cfg.ray.cpus_per_trial))
+    if cfg.ray.gpus_per_trial > 0:
+        slots.append(int(resources.get("GPU", 0) // cfg.ray.gpus_per_trial))
+    return max(1, min(slots) if slots else int(resources.get("CPU", 1)))
+
+
+class _StudiesRun:
+    """One Tune run over ``studies``; returns each study's outcome."""
+
+    def __init__(self, cfg, studies, extracted, tracker) -> None:
+        from orchestrator.search import load_space, optuna_space
+
+        self.cfg = cfg
+        self.tracker = tracker
+        self.by_id = {s.study_id: s for s in studies}
+        self.extracted = {s.study_id: extracted[(s.backbone, s.dataset.name)] for s in studies}
+        self.settings = schedule_settings(cfg)
+        spaces = {p.search: optuna_space(load_space(p.search, p.name)) for p in cfg.probes}
+        self.spaces = {s.study_id: spaces[s.probe.search] for s in studies}
+        self.probe_root = f"{cfg.tune_storage.rstrip('/')}/probes"
+        self.specs = {s.study_id: self._spec(s) for s in studies}
+        self.outcomes: dict[str, tuple[pl.DataFrame, str]] = {}
+        self.tags = {s.study_id: study_tags(s, self.extracted[s.study_id]) for s in studies}
+
+    def _spec(self, study: Study) -> TrialSpec:
+        cfg, extracted = self.cfg, self.extracted[study.study_id]
+        return TrialSpec(
+            study_id=study.study_id,
+            stage="search",
+            probe=study.probe.name,
+            probe_hparams=study.probe.hparams,
+            task=extracted.task,
+            num_classes=extracted.num_classes,
+            store_url=cfg.store_url,
+            keys=extracted.keys,
+            epochs=cfg.train.epochs,
+            batch_size=cfg.train.batch_size,
+            warmup_epochs=cfg.train.warmup_epochs,
+            device=cfg.train.device,
+            probe_dir=f"{self.probe_root}/{study.study_id}",
+            meta={
+                "backbone": study.backbone,
+                "encoder": study.encoder.name,
+                "checkpoint": study.encoder.checkpoint,
+                "overrides": dict(study.encoder.overrides),
+                "weights_id": extracted.weights_id,
+                "dataset": study.dataset.name,
+                "dataset_version": extracted.dataset_version,
+                "probe": study.probe.name,
+            },
+        )
+
+    def folder(self, study_id: str) -> Path:
+        return self.cfg.out_dir / "studies" / study_id
+
+    def open_study(self, study_id: str) -> StudyState:
+        ledger = read_ledger(self.folder(study_id) / "trials.parquet")
+        state = StudyState(study_id, self.spaces[study_id], self.settings, ledger)
+        if ledger:
+            log.info("study %s: %d finished trials replayed from its ledger", study_id, len(ledger))
+        if self.tracker is not None:
+            self.tracker.study_run(study_id, self.tags[study_id])
+        return state
+
+    def write_ledger(self, study: StudyState) -> None:
+        rows = study.rows()
+        if rows:
+            _atomic_parquet(
+                pl.DataFrame(rows, infer_schema_length=None),
+                self.folder(study.study_id) / "trials.parquet",
             )
-        ready, _ = ray.wait(list(running), num_returns=1)
-        study = running.pop(ready[0])
+
+    def collect_probe(self, trial) -> None:
+        """Copy a finished final trial's probe from the Tune storage to the output folder."""
+        config = trial.config
+        if config.get("stage") != "final":
+            return
+        name = probe_file(int(config["config_index"]), int(config["seed"]))
+        source = f"{self.probe_root}/{config['study']}/{name}"
+        target = self.folder(config["study"]) / "probes" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            outcome: StudyOutcome = ray.get(ready[0])
-        except ray.exceptions.RayError as err:
-            log.error("study %s crashed: %s", study.study_id, err)
-            yield study, pl.DataFrame(), f"crashed: {err}"
-            continue
-        folder = cfg.out_dir / "studies" / study.study_id
-        if not outcome.trials.is_empty():
-            _atomic_parquet(outcome.trials, folder / "trials.parquet")
-            errors = outcome.trials.filter(pl.col("status") == "error")
-            if not errors.is_empty():  # worker logs are not forwarded: say it here
-                log.warning(
-                    "study %s: %d of %d trials failed, e.g. %s (all errors: %s, and MLflow)",
-                    study.study_id,
-                    errors.height,
-                    outcome.trials.height,
-                    errors["error"][0].strip().splitlines()[-1][:300]
-                    if errors["error"][0]
-                    else "?",
-                    folder / "trials.parquet",
+            if "://" in source:
+                import fsspec
+
+                with fsspec.open(source, "rb") as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            elif Path(source).resolve() != target.resolve():
+                shutil.copyfile(source, target)
+        except OSError as err:
+            log.warning(
+                "trial %s: its trained probe could not be collected: %s", config["key"], err
+            )
+
+    def on_trial_finished(self, study: StudyState, row: dict[str, Any], trial) -> None:
+        if not study.done:  # a finished study's ledger was written when it closed
+            self.write_ledger(study)
+
+    def on_study_done(self, state: StudyState) -> None:
+        self.write_ledger(state)
+        study, extracted = self.by_id[state.study_id], self.extracted[state.study_id]
+        error = state.error
+        rows = pl.DataFrame()
+        if not error:
+            final = pl.DataFrame(
+                [r for r in state.rows() if r["stage"] == "final"], infer_schema_length=None
+            )
+            rows = select_final(final, state.configs, study, extracted, len(self.cfg.seeds))
+            if rows.is_empty():
+                failed = sum(1 for r in state.final.values() if r.status == "error")
+                error = (
+                    f"no top-{len(state.configs)} configuration finished all "
+                    f"{len(self.cfg.seeds)} seeds ({failed} final trials failed); re-run to "
+                    "retry them"
                 )
-        if outcome.error:
-            log.error("study %s failed: %s", study.study_id, outcome.error)
-        else:
-            _atomic_parquet(outcome.rows, folder / "final.parquet")
-        yield study, outcome.rows, outcome.error
+        if error:
+            log.error("study %s failed: %s", state.study_id, error)
+            self.outcomes[state.study_id] = (pl.DataFrame(), error)
+            if self.tracker is not None:
+                self.tracker.study_finished(state.study_id, "FAILED", params={"error": error})
+            return
+        _atomic_parquet(rows, self.folder(state.study_id) / "final.parquet")
+        self.outcomes[state.study_id] = (rows, "")
+        if self.tracker is not None:
+            chosen = int(rows["config_index"][0])
+            files = [
+                self.folder(state.study_id) / "probes" / probe_file(chosen, int(seed))
+                for seed in rows["seed"]
+            ]
+            files = [f for f in files if f.exists()]
+            if files:  # the selected configuration's trained probes
+                run_id = self.tracker.study_run(state.study_id, self.tags[state.study_id])
+                self.tracker.log_artifacts(run_id, files, "probes")
+            selected = [r.item.key for r in state.final.values() if r.item.config_index == chosen]
+            self.tracker.study_finished(
+                state.study_id,
+                "FINISHED",
+                params={f"best.{k}": v for k, v in state.configs[chosen].items()},
+                metrics={
+                    "test_score_mean": rows["score"].mean(),
+                    "test_score_sd": rows["score"].std() or 0.0,
+                    "val_score_mean": rows["val_score"].mean(),
+                },
+                selected=selected,
+            )
 
+    def run(self) -> dict[str, tuple[pl.DataFrame, str]]:
+        import optuna
+        from ray import tune
 
-def _study_task(cfg: SweepConfig, study: Study, extracted: Extracted) -> StudyOutcome:
-    logging.basicConfig(level=logging.INFO)
-    return run_study(cfg, study, extracted)
+        from orchestrator.schedule_tune import BookSearcher, RungScheduler, ScheduleCallback
+        from orchestrator.search import METRIC, MODE
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per study otherwise
+        cfg = self.cfg
+        book = StudyBook(
+            list(self.by_id), self.open_study, self.on_study_done, cfg.ray.max_concurrent_studies
+        )
+        slots = cfg.ray.max_concurrent_trials or default_slots(cfg)
+        callback = ScheduleCallback(
+            book,
+            self.on_trial_finished,
+            self.tracker,
+            lambda sid: {k: v for k, v in self.tags[sid].items() if k != "kind"},
+            progress_seconds=float(os.environ.get("UNMUTE_PROGRESS_S", "30")),
+        )
+        callback.collect = self.collect_probe
+        # Tune's own experiment state is never read back (the ledgers are): write it rarely,
+        # and no per-trial result files.
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "600")
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        resources = {"cpu": cfg.ray.cpus_per_trial, "gpu": cfg.ray.gpus_per_trial}
+        trainable = tune.with_resources(
+            tune.with_parameters(_trainable, specs=self.specs), resources
+        )
+        log.info(
+            "tuning %d studies in one Tune run, %d trials at a time (%s mode)",
+            len(self.by_id),
+            slots,
+            "reproducible" if cfg.search.reproducible else "async",
+        )
+        started = time.monotonic()
+        # Tune's closing summary would read a result file per trial; we keep none (see above)
+        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+        budget = int(os.environ.get("UNMUTE_TRIALS_PER_TUNE_RUN", "5000"))
+        storage_path, storage_fs = tune_filesystem(cfg.tune_storage)  # s3:// through fsspec
+        while True:  # Tune keeps every trial of a run in memory: a new run every `budget`
+            searcher = BookSearcher(book, METRIC, MODE, budget=budget)
+            tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    metric=METRIC,
+                    mode=MODE,
+                    search_alg=searcher,
+                    scheduler=RungScheduler(book, METRIC),
+                    num_samples=-1,
+                    reuse_actors=True,
+                    max_concurrent_trials=slots,
+                    trial_dirname_creator=lambda trial: trial.trial_id,
+                ),
+                run_config=tune.RunConfig(
+                    name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+                    storage_path=storage_path,
+                    storage_filesystem=storage_fs,
+                    callbacks=[callback],
+                    verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
+                ),
+            ).fit()
+            if searcher.exhausted or searcher.handed_out == 0:
+                break
+            time.sleep(1)  # run names carry the second
+        callback.log_progress()
+        log.info("Tune run finished in %.0f s", time.monotonic() - started)
+        if self.tracker is not None:
+            self.tracker.flush()
+        for study_id in self.by_id:  # a study the run left unfinished (should not happen)
+            self.outcomes.setdefault(study_id, (pl.DataFrame(), "the Tune run ended before it"))
+        return self.outcomes

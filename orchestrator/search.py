@@ -1,8 +1,9 @@
 """Search spaces: YAML data in ``sweeps/search/`` turned into Optuna and Ray Tune objects.
 
-This is the one module that knows how a searched hyperparameter becomes an Optuna distribution,
-how the paper's "quasi-random first, then TPE" sampler is built, and how successive-halving
-pruning (ASHA) is configured. Everything else treats a search space as plain data.
+This is the one module that knows how a searched hyperparameter becomes an Optuna distribution
+and how the paper's "quasi-random first, then TPE" sampler is built. Everything else treats a
+search space as plain data; ``orchestrator.schedule`` drives the sampler and the
+successive-halving rungs.
 """
 
 from __future__ import annotations
@@ -98,41 +99,3 @@ class SobolThenTPE(BaseSampler):
 
     def after_trial(self, study, trial, state, values) -> None:
         self._tpe.after_trial(study, trial, state, values)
-
-
-def make_searcher(
-    specs: tuple[ParamSpec, ...],
-    startup_trials: int,
-    seed: int = 0,
-    points: list[dict[str, Any]] | None = None,
-    rewards: list[float] | None = None,
-    offset: int = 0,
-):
-    """A Ray Tune OptunaSearch over ``specs`` maximizing the validation score.
-
-    ``points``/``rewards`` are trials already evaluated (by an earlier, interrupted attempt):
-    Optuna learns from them; ``offset`` is the number of trials earlier attempts started, so
-    the Sobol sequence continues where they left it.
-    """
-    from ray.tune.search.optuna import OptunaSearch
-
-    return OptunaSearch(
-        space=optuna_space(specs),
-        metric=METRIC,
-        mode=MODE,
-        sampler=SobolThenTPE(optuna_space(specs), startup_trials, seed=seed, offset=offset),
-        points_to_evaluate=points or None,
-        evaluated_rewards=rewards or None,
-    )
-
-
-def make_scheduler(max_epochs: int, grace_epochs: int, reduction_factor: int):
-    """Successive halving (ASHA) on the per-epoch validation score."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    return ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=max_epochs,
-        grace_period=min(grace_epochs, max_epochs),
-        reduction_factor=reduction_factor,
-    )

@@ -190,8 +190,7 @@ def _run_locked(cfg, sync) -> int:
     from orchestrator.plan import make_plan
     from orchestrator.report import write_report
     from orchestrator.runner import run_studies
-    from orchestrator.tracking import make_sweep_id, ui_hint
-    from orchestrator.tracking_ray import start_tracking_actor
+    from orchestrator.tracking import SweepTracker, make_sweep_id, ui_hint
 
     plan = make_plan(cfg)
     marker = cfg.out_dir / "sweep.json"
@@ -213,7 +212,7 @@ def _run_locked(cfg, sync) -> int:
     artifacts = None
     if cfg.tracking_uri.startswith("sqlite:"):  # keep artifacts beside the local store
         artifacts = (cfg.out_dir / "mlartifacts").resolve().as_uri()
-    tracker = start_tracking_actor(
+    tracker = SweepTracker(
         cfg.tracking_uri,
         cfg.experiment,
         sweep_id=state["sweep_id"],
@@ -235,7 +234,7 @@ def _run_locked(cfg, sync) -> int:
     skipped_clips.write_skipped(cfg.out_dir, skipped)
     frames = []
     progress = tqdm(total=len(plan.studies), desc="studies", unit="study")
-    for study, rows, error in run_studies(cfg, plan.studies, extracted):
+    for study, rows, error in run_studies(cfg, plan.studies, extracted, tracker):
         progress.update()
         if error or rows.is_empty():
             failed.append(f"{study.study_id}: {error or 'no result rows'}")

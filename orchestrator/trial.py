@@ -2,15 +2,20 @@
 ``ray.tune.report`` per epoch.
 
 A trial reads its splits from the embedding store (memory-mapped node-local copies, never a
-per-trial copy of the data), builds the probe, trains it with the shared recipe and reports the
-validation score after every epoch (the rungs ASHA prunes on). A final-stage trial also scores
-the test split once, after the last epoch. Scores are percentages, like the paper's tables.
+per-trial copy of the data; a reused worker keeps the last few splits it loaded, so switching
+between studies is cheap), builds the probe, trains it with the shared recipe and reports the
+validation score after every epoch (the rungs successive halving prunes on). A final-stage
+trial also scores the test split once, after the last epoch, and saves the trained probe
+(``probes/checkpoint.py`` format) beside the Tune storage for the driver to collect. Scores are
+percentages, like the paper's tables.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +45,8 @@ class TrialSpec:
     device: str = "auto"
     configs: tuple[dict[str, Any], ...] = field(default=())  # final stage: the top-k configs
     cells: tuple[tuple[int, int], ...] = field(default=())  # final stage: (config index, seed)
+    probe_dir: str = ""  # final stage: where trained probes go (local folder or URL)
+    meta: dict[str, Any] = field(default_factory=dict)  # provenance saved with each probe
 
 
 def _device(requested: str) -> str:
@@ -70,12 +77,77 @@ def _percent(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 def resolve_params(config: dict[str, Any], spec: TrialSpec) -> tuple[dict[str, Any], int]:
-    """The hyperparameters and seed of one trial (a final trial names a (config, seed) cell)."""
+    """The hyperparameters and seed of one trial (a final trial names a (config, seed) cell,
+    or, from the schedule, carries ``params`` and ``seed``)."""
     config = dict(config)
+    if "params" in config:
+        return dict(config["params"]), int(config.get("seed", 0))
     if "cell" in config:
         index, seed = spec.cells[int(config.pop("cell"))]
         return {**spec.configs[index], **config}, int(seed)
     return config, int(config.pop("seed", 0))
+
+
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+CACHE_SPLITS = int(os.environ.get("UNMUTE_TRIAL_CACHE", "8"))
+
+
+def _probe_data(spec: TrialSpec, split: str):
+    """A split as ProbeData, from this worker's small LRU of loaded splits (memory-mapped)."""
+    from orchestrator.store import EmbeddingStore
+
+    if split == "train":  # extra training splits (BirdSet's mixup variants) train alongside
+        keys = [spec.keys["train"], *(k for s, k in spec.keys.items() if s.startswith("train_"))]
+    else:
+        keys = [spec.keys[split]]
+    cache_key = (spec.store_url, spec.task, repr(keys))
+    if cache_key in _CACHE:
+        _CACHE.move_to_end(cache_key)
+        return _CACHE[cache_key]
+    store = EmbeddingStore(spec.store_url)
+    loaded = store.load_many(keys) if len(keys) > 1 else store.load(keys[0])
+    data = loaded.to_probe_data(spec.task)
+    _CACHE[cache_key] = data
+    while len(_CACHE) > CACHE_SPLITS:
+        _CACHE.popitem(last=False)
+    return data
+
+
+def probe_file(config_index: int, seed: int) -> str:
+    return f"config-{config_index}-seed-{seed}.pt"
+
+
+def _save_probe(
+    spec: TrialSpec,
+    probe,
+    config_index: int,
+    seed: int,
+    params: dict[str, Any],
+) -> None:
+    """Write the trained probe to ``<spec.probe_dir>/config-<i>-seed-<s>.pt``."""
+    import torch
+
+    meta = {
+        **spec.meta,
+        "study_id": spec.study_id,
+        "seed": seed,
+        "config": dict(params),
+        "config_index": config_index,
+    }
+    from probes.checkpoint import probe_record
+
+    record = probe_record(probe, meta)
+    target = f"{spec.probe_dir.rstrip('/')}/{probe_file(config_index, seed)}"
+    if "://" in target:
+        import fsspec
+
+        with fsspec.open(target, "wb") as handle:
+            torch.save(record, handle)
+        return
+    os.makedirs(spec.probe_dir, exist_ok=True)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    torch.save(record, tmp)
+    os.replace(tmp, target)
 
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -83,25 +155,21 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     import torch
     from ray import tune
 
-    from orchestrator.store import EmbeddingStore
     from probes import TrainConfig, create_probe, evaluate, fit
 
     params, seed = resolve_params(config, spec)
+    stage = config.get("stage", spec.stage)
     train_kw, probe_kw = split_params(params)
-    store = EmbeddingStore(spec.store_url)
-    data = {split: store.load(spec.keys[split]).to_probe_data(spec.task) for split in EVAL_SPLITS}
-    # Extra training splits (BirdSet's cached mixup variants) train alongside ``train``.
-    train_keys = [spec.keys["train"], *(k for s, k in spec.keys.items() if s.startswith("train_"))]
-    train = store.load_many(train_keys) if len(train_keys) > 1 else store.load(train_keys[0])
-    data["train"] = train.to_probe_data(spec.task)
+    data = {split: _probe_data(spec, split) for split in ("train", *EVAL_SPLITS)}
     embed_dim = int(data["train"].tokens.shape[-1])
     torch.manual_seed(seed)
-    probe = create_probe(
-        spec.probe,
-        embed_dim=embed_dim,
-        num_classes=spec.num_classes,
-        **{**spec.probe_hparams, **probe_kw},
-    )
+    init = {
+        "embed_dim": embed_dim,
+        "num_classes": spec.num_classes,
+        **spec.probe_hparams,
+        **probe_kw,
+    }
+    probe = create_probe(spec.probe, **init)
     device = _device(spec.device)
     train_config = TrainConfig(
         epochs=spec.epochs,
@@ -127,7 +195,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
             "train_lr": float(metrics.get("lr", float("nan"))),
             **_percent(val, "val"),
         }
-        if spec.stage == "final" and epoch == spec.epochs:
+        if stage == "final" and epoch == spec.epochs:
             test = evaluate(probe, data["test"], batch_size=spec.batch_size, device=device)
             report.update(_percent(test, "test"))
             report["train_seconds"] = time.monotonic() - started
@@ -138,3 +206,5 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         tune.report(report)
 
     fit(probe, data["train"], data["valid"], train_config, on_epoch=on_epoch)
+    if stage == "final" and spec.probe_dir:
+        _save_probe(spec, probe, int(config.get("config_index", -1)), seed, params)

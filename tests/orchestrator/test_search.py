@@ -1,4 +1,4 @@
-"""Search spaces as data: YAML -> Optuna distributions, the Sobol-then-TPE sampler, ASHA."""
+"""Search spaces as data: YAML -> Optuna distributions, the Sobol-then-TPE sampler."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scipy.stats import qmc
 from optuna.distributions import FloatDistribution, IntDistribution
 
 from orchestrator.config import ConfigError, sweeps_dir
-from orchestrator.search import SobolThenTPE, load_space, make_scheduler, optuna_space
+from orchestrator.search import SobolThenTPE, load_space, optuna_space
 
 
 def test_prototype_space_searches_lr_wd_and_j():
@@ -76,29 +76,3 @@ def test_a_resumed_search_continues_the_sobol_sequence():
     second = _run(None, 2, study)[2:]
     assert first + second == whole
     assert not any(p in first for p in second)
-
-
-def test_asha_never_stops_before_grace_and_caps_at_epochs():
-    def rungs(sched):
-        return sorted(milestone for milestone, _ in sched._brackets[0]._rungs)
-
-    # successive halving at epochs 2 and 6 (grace 2, factor 3) of a 12-epoch training
-    assert rungs(make_scheduler(max_epochs=12, grace_epochs=2, reduction_factor=3)) == [2, 6]
-    # a grace period longer than training is capped: no rung beyond the last epoch
-    assert max(rungs(make_scheduler(max_epochs=2, grace_epochs=3, reduction_factor=3))) <= 2
-
-
-def test_searcher_learns_from_trials_of_an_earlier_attempt():
-    """A resumed search seeds Optuna with the finished trials instead of rerunning them."""
-    from orchestrator.search import make_searcher
-
-    points = [{"lr": 1e-3, "weight_decay": 1e-4}, {"lr": 1e-2, "weight_decay": 2e-4}]
-    searcher = make_searcher(
-        load_space("default"), startup_trials=2, points=points, rewards=[10.0, 12.0]
-    )
-    searcher.set_search_properties("val_score", "max", config={})
-    new = searcher.suggest("new")  # the study is created lazily, with the evaluated points
-    done = [t for t in searcher._ot_study.trials if t.value is not None]
-    assert sorted(t.value for t in done) == [10.0, 12.0]
-    assert sorted(t.params["lr"] for t in done) == [1e-3, 1e-2]
-    assert new not in points

@@ -122,3 +122,30 @@ def test_top_configs_prefer_full_runs_then_score_and_skip_nan():
     assert top_configs(search, k=2, epochs=3) == [{"lr": 3e-3}, {"lr": 1e-3}]
     assert top_configs(search, k=5, epochs=3)[-1] == {"lr": 1e-2}  # pruned trials rank last
     assert top_configs(search.filter(pl.col("status") == "error"), k=1, epochs=3) == []
+
+
+def test_final_trial_from_the_schedule_saves_its_probe(stored, monkeypatch, tmp_path):
+    """A final trial (as the schedule hands it out) leaves its trained probe in probe_dir,
+    in the probes/checkpoint.py format, from which the probe is rebuilt and predicts."""
+    import torch
+
+    from probes import create_probe, predict
+
+    monkeypatch.setattr("ray.tune.report", lambda metrics: None)
+    spec = _spec(stored, "search", probe="linear", probe_dir=str(tmp_path / "probes"),
+                 meta={"backbone": "eat@random-tiny"})
+    config = {"key": "s/final/0-3", "study": "s", "stage": "final", "params": {"lr": 1e-3},
+              "seed": 3, "config_index": 0}
+    run_trial(config, spec)
+    record = torch.load(tmp_path / "probes" / "config-0-seed-3.pt", weights_only=True)
+    assert record["format"] == 1 and record["probe"] == "linear"
+    assert record["meta"]["seed"] == 3 and record["meta"]["config"] == {"lr": 1e-3}
+    assert record["meta"]["backbone"] == "eat@random-tiny"
+    init = dict(record["init"])
+    probe = create_probe("linear", embed_dim=init.pop("embed_dim"),
+                         num_classes=init.pop("num_classes"), **init)
+    probe.load_state_dict(record["state_dict"])
+    from orchestrator.trial import _probe_data
+
+    out = predict(probe.eval(), _probe_data(spec, "test"), 4, "cpu")
+    assert out.shape[0] == 4 and torch.isfinite(torch.as_tensor(out)).all()
