@@ -92,6 +92,7 @@ def price(cfg, plan, gpus: float, costs: dict | None = None) -> Price:
     step_batch = int(costs.get("probe_step_batch", 128))
     step_tokens = int(costs.get("probe_step_tokens", 512))
     overhead = float(costs.get("trial_overhead_seconds", 0.0))
+    data_s = float(costs.get("probe_data_ms_per_clip", 0.0)) / 1000  # read, cast, copy a clip
     missing: set[str] = set()
     specs = {ds.name: get_dataset(ds.name, source=ds.source, **ds.options) for ds in cfg.datasets}
     counts = {name: clip_counts(spec, costs) for name, spec in specs.items()}
@@ -121,10 +122,13 @@ def price(cfg, plan, gpus: float, costs: dict | None = None) -> Price:
         if ms is None:
             missing.add(f"probe {study.probe.name}")
             continue
-        scale = tokens[(study.encoder.name, ds.name)] / step_tokens / step_batch
+        ratio = tokens[(study.encoder.name, ds.name)] / step_tokens
+        step_s = ms / 1000 * ratio / step_batch  # the probe's own step, per clip
         n = counts[ds.name]
-        epoch_s = ms / 1000 * scale * (n.get("train", 0) + EVAL_FRACTION * n.get("valid", 0))
-        test_s = ms / 1000 * scale * EVAL_FRACTION * n.get("test", 0)
+        epoch_s = (step_s + data_s * ratio) * n.get("train", 0) + (
+            EVAL_FRACTION * step_s + data_s * ratio
+        ) * n.get("valid", 0)
+        test_s = (EVAL_FRACTION * step_s + data_s * ratio) * n.get("test", 0)
         trial_s += cfg.search.trials * (search_epochs * epoch_s + overhead)
         finals = cfg.search.top_k * len(cfg.seeds)
         trial_s += finals * (cfg.train.epochs * epoch_s + test_s + overhead)
