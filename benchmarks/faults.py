@@ -116,17 +116,35 @@ def _is_final(path: Path) -> bool:
     if "final" in path.parts or any("final" in p for p in path.parts[-3:]):
         return True
     try:
-        return "cell" in json.loads((path.parent / "params.json").read_text())
+        params = json.loads((path.parent / "params.json").read_text())
     except (OSError, ValueError):
         return False
+    return params.get("stage") == "final" if "stage" in params else "cell" in params
+
+
+def _ledger_stages(run: Run) -> set[str]:
+    """Stages of the trials the driver's ledgers (``studies/*/trials.parquet``) hold."""
+    import polars as pl
+
+    stages: set[str] = set()
+    for path in run.out.glob("studies/*/trials.parquet"):
+        try:
+            stages |= set(pl.read_parquet(path.read_bytes(), columns=["stage"])["stage"])
+        except (OSError, pl.exceptions.PolarsError):  # being replaced right now
+            continue
+    return stages
 
 
 DETECT: dict[str, Callable[[Run], bool]] = {
     "generation": lambda r: any(r.data.glob(".*.tmp-*/audio/*/*")),
     "extraction": lambda r: any(r.store.rglob("done.json")) or any(r.store.rglob("manifest.json")),
-    "search": lambda r: any(not _is_final(p) for p in _results_json(r)),
+    "search": lambda r: (
+        "search" in _ledger_stages(r) or any(not _is_final(p) for p in _results_json(r))
+    ),
     "final": lambda r: (
-        any(_is_final(p) for p in _results_json(r)) or any(r.out.glob("studies/*/final.parquet"))
+        "final" in _ledger_stages(r)
+        or any(_is_final(p) for p in _results_json(r))
+        or any(r.out.glob("studies/*/final.parquet"))
     ),
     "report": lambda r: (r.out / "report").exists() or (r.out / "results.csv").exists(),
 }

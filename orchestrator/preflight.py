@@ -117,7 +117,15 @@ def probe_problems(cfg) -> list[str]:
 
 
 def _static_hparams(entry) -> list[str] | None:
-    """Constructor argument names of a lazy ``module:Class`` entry, by parsing its source."""
+    """Constructor argument names of a lazy ``module:Class`` entry, by parsing its source (or,
+    once the registry has loaded the class, from its signature)."""
+    if isinstance(entry, type):
+        import inspect
+
+        params = inspect.signature(entry.__init__).parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return None
+        return [p.name for p in params if p.name not in ("self", "embed_dim", "num_classes")]
     if not isinstance(entry, str):
         return None
     module, _, name = entry.partition(":")

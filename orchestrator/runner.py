@@ -115,7 +115,10 @@ class _StudiesRun:
         self.by_id = {s.study_id: s for s in studies}
         self.extracted = {s.study_id: extracted[(s.backbone, s.dataset.name)] for s in studies}
         self.settings = schedule_settings(cfg)
-        spaces = {p.search: optuna_space(load_space(p.search, p.name)) for p in cfg.probes}
+        spaces: dict[str, Any] = {}  # by search space; a study's probe has its overrides applied
+        for s in studies:
+            if s.probe.search not in spaces:
+                spaces[s.probe.search] = optuna_space(load_space(s.probe.search, s.probe.name))
         self.spaces = {s.study_id: spaces[s.probe.search] for s in studies}
         self.probe_root = f"{cfg.tune_storage.rstrip('/')}/probes"
         self.specs = {s.study_id: self._spec(s) for s in studies}
@@ -219,8 +222,8 @@ class _StudiesRun:
             if self.tracker is not None:
                 self.tracker.study_finished(state.study_id, "FAILED", params={"error": error})
             return
-        _atomic_parquet(rows, self.folder(state.study_id) / "final.parquet")
-        self.outcomes[state.study_id] = (rows, "")
+        # MLflow first (selected runs tagged), the finished marker last: a kill in between
+        # re-runs the study's selection on resume instead of leaving MLflow without it
         if self.tracker is not None:
             chosen = int(rows["config_index"][0])
             files = [
@@ -243,6 +246,9 @@ class _StudiesRun:
                 },
                 selected=selected,
             )
+            self.tracker.flush()
+        _atomic_parquet(rows, self.folder(state.study_id) / "final.parquet")
+        self.outcomes[state.study_id] = (rows, "")
 
     def run(self) -> dict[str, tuple[pl.DataFrame, str]]:
         import optuna
