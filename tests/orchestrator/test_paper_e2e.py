@@ -71,3 +71,15 @@ def test_shrunk_paper_sweep_runs_with_per_dataset_probe_settings(tmp_path):
     results = pl.read_csv(out / "results.csv")
     assert results.height == 2 and results["score"].is_between(0, 100).all()
     assert (out / "report" / "report.md").stat().st_size > 0
+
+    # Figure 4 from what the sweep itself saved: the selected protobin probe and its encoder
+    clip = next((tmp_path / "data").rglob("*.flac"))
+    png = tmp_path / "explain.png"
+    shown = subprocess.run(
+        [sys.executable, "-m", "orchestrator.explain", "--study", str(out / "studies" /
+         study.study_id), "--clip", str(clip), "--out", str(png)],
+        check=False, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-4000:]
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert "prototypes #" in shown.stdout  # each top class names its most similar prototypes
