@@ -1,7 +1,7 @@
 """Fault injection against a tiny quickstart sweep: kill it at each stage, damage its store,
 start it twice; then re-run and measure what was lost.
 
-    python benchmarks/faults.py [--faults generation,extraction,search,final,report,store,twice]
+    python benchmarks/faults.py [--faults generation,extraction,search,final,report,store,rot-live,twice]
                                 [--workdir DIR] [--keep]
 
 Every fault runs the same small sweep command in a subprocess (its own process group, a private
@@ -51,7 +51,7 @@ TINY = [
 COMPARED = ("score", "val_score", "lr", "weight_decay", "probe_hparams", "config_index")
 KEYS = ("backbone", "dataset", "probe", "seed")
 STAGES = ("generation", "extraction", "search", "final", "report")
-FAULTS = (*STAGES, "store", "twice")
+FAULTS = (*STAGES, "store", "rot-live", "twice")
 
 
 def reproducible_override() -> list[str]:
@@ -282,6 +282,25 @@ def inject(fault: str, workdir: Path, clean: Run) -> Outcome:
         outcome = assess(fault, hit, rc, seconds, run, clean.out)
         set_aside = len(list(run.store.rglob("manifest.invalid-*.json")))
         outcome.notes.append(f"{set_aside} store entries set aside and recomputed")
+        return outcome
+    if fault == "rot-live":  # bit rot while trials read the store: healed within the same run
+        proc = run.start("rerun")
+        t0, hit = time.monotonic(), False
+        while proc.poll() is None and not hit:
+            try:
+                hit = DETECT["search"](run) and _rot(run.store)
+            except OSError:
+                hit = False
+            time.sleep(0.1)
+        rc = proc.wait(timeout=900)
+        outcome = assess(fault, hit, rc, time.monotonic() - t0, run, clean.out)
+        log = run.log("rerun")
+        outcome.trials_redone = log.count("; it will rerun")
+        set_aside = len(list(run.store.rglob("manifest.invalid-*.json")))
+        outcome.notes.append(
+            f"{set_aside} store entries set aside and recomputed in the same run; "
+            f"{outcome.trials_redone} trials that read them reran"
+        )
         return outcome
     if fault == "twice":  # a second sweep on the same folder while the first runs
         first = run.start("first")

@@ -111,8 +111,11 @@ class _Rates:
         return out
 
 
-def run_extractions(cfg: SweepConfig) -> dict[tuple[str, str], Extracted | str]:
-    """One Ray task per (encoder, dataset); finished store entries are not recomputed.
+def run_extractions(
+    cfg: SweepConfig, pairs: set[tuple[str, str]] | None = None
+) -> dict[tuple[str, str], Extracted | str]:
+    """One Ray task per (encoder, dataset) (only ``pairs`` when given: ``(encoder label,
+    dataset)``); finished store entries are not recomputed.
 
     A pair whose extraction fails maps to its error message: its studies are reported as
     failed, every other pair goes on.
@@ -126,6 +129,7 @@ def run_extractions(cfg: SweepConfig) -> dict[tuple[str, str], Extracted | str]:
         task.remote(enc, ds, cfg, board): (encoder_label(enc), ds.name)
         for enc in cfg.encoders
         for ds in cfg.datasets
+        if pairs is None or (encoder_label(enc), ds.name) in pairs
     }
     done: dict[tuple[str, str], Extracted | str] = {}
     rates = _Rates()

@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from orchestrator.study import Extracted, select_final, study_tags
 from orchestrator.trial import TrialSpec, probe_file, run_trial
 
 log = logging.getLogger(__name__)
+
+MAX_RECOMPUTES = 2  # a pair's entries recomputed this often and still corrupt: the disk is bad
 
 
 def _atomic_parquet(frame: pl.DataFrame, path: Path) -> None:
@@ -124,6 +127,10 @@ class _StudiesRun:
         self.specs = {s.study_id: self._spec(s) for s in studies}
         self.outcomes: dict[str, tuple[pl.DataFrame, str]] = {}
         self.tags = {s.study_id: study_tags(s, self.extracted[s.study_id]) for s in studies}
+        self.pair_of = {s.study_id: (s.backbone, s.dataset.name) for s in studies}
+        self.lost: set[tuple[str, str]] = set()  # pairs whose store entries a trial lost
+        self.recomputed: dict[tuple[str, str], int] = {}
+        self.book: StudyBook | None = None
 
     def _spec(self, study: Study) -> TrialSpec:
         cfg, extracted = self.cfg, self.extracted[study.study_id]
@@ -199,6 +206,54 @@ class _StudiesRun:
         if not study.done:  # a finished study's ledger was written when it closed
             self.write_ledger(study)
 
+    def on_lost(self, study: StudyState, error: str) -> None:
+        """A trial found a store entry of its study's pair corrupt (the store set it aside):
+        hold every study of that pair until the entry is recomputed."""
+        pair = self.pair_of[study.study_id]
+        if pair not in self.lost:
+            log.warning(
+                "store entries of %s / %s failed their checksums in a trial; their studies "
+                "pause, the entries are recomputed once the running trials end, and only the "
+                "trials that could not read them rerun",
+                *pair,
+            )
+        self.lost.add(pair)
+        assert self.book is not None
+        for study_id in list(self.book.active):
+            if self.pair_of[study_id] == pair:
+                self.book.hold(study_id)
+
+    def recompute_lost(self) -> None:
+        """Extract the lost pairs again, then release their held studies (or fail them)."""
+        from orchestrator.extract_jobs import run_extractions
+
+        assert self.book is not None
+        pairs, self.lost = set(self.lost), set()
+        again = {p for p in pairs if self.recomputed.get(p, 0) < MAX_RECOMPUTES}
+        for pair in pairs - again:
+            self.book.release(
+                [sid for sid in self.book.held if self.pair_of[sid] == pair],
+                error=(
+                    f"the store entries of {pair[0]} / {pair[1]} failed their checksums again "
+                    f"after {MAX_RECOMPUTES} recomputes: the store's disk or bucket corrupts "
+                    f"what is written to it ({self.cfg.store_url}); fix it and re-run"
+                ),
+            )
+        redone = run_extractions(self.cfg, pairs=again) if again else {}
+        for pair, result in redone.items():
+            self.recomputed[pair] = self.recomputed.get(pair, 0) + 1
+            held = [sid for sid in self.book.held if self.pair_of[sid] == pair]
+            if isinstance(result, str):
+                self.book.release(held, error=result)
+                continue
+            log.info("recomputed %s / %s; %d studies resume", *pair, len(held))
+            for sid in self.pair_of:
+                if self.pair_of[sid] == pair:
+                    self.extracted[sid] = result
+                    self.specs[sid] = replace(self.specs[sid], keys=result.keys)
+            self.book.release(held)
+        self.book.release()  # none should be left; never leave a study held
+
     def on_study_done(self, state: StudyState) -> None:
         self.write_ledger(state)
         study, extracted = self.by_id[state.study_id], self.extracted[state.study_id]
@@ -262,6 +317,8 @@ class _StudiesRun:
         book = StudyBook(
             list(self.by_id), self.open_study, self.on_study_done, cfg.ray.max_concurrent_studies
         )
+        self.book = book
+        book.blocked = lambda study_id: self.pair_of[study_id] in self.lost
         slots = cfg.ray.max_concurrent_trials or default_slots(cfg)
         callback = ScheduleCallback(
             book,
@@ -271,14 +328,12 @@ class _StudiesRun:
             progress_seconds=float(os.environ.get("UNMUTE_PROGRESS_S", "30")),
         )
         callback.collect = self.collect_probe
+        callback.on_lost = self.on_lost
         # Tune's own experiment state is never read back (the ledgers are): write it rarely,
         # and no per-trial result files.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "600")
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         resources = {"cpu": cfg.ray.cpus_per_trial, "gpu": cfg.ray.gpus_per_trial}
-        trainable = tune.with_resources(
-            tune.with_parameters(_trainable, specs=self.specs), resources
-        )
         log.info(
             "tuning %d studies in one Tune run, %d trials at a time (%s mode)",
             len(self.by_id),
@@ -292,6 +347,9 @@ class _StudiesRun:
         storage_path, storage_fs = tune_filesystem(cfg.tune_storage)  # s3:// through fsspec
         while True:  # Tune keeps every trial of a run in memory: a new run every `budget`
             searcher = BookSearcher(book, METRIC, MODE, budget=budget)
+            trainable = tune.with_resources(
+                tune.with_parameters(_trainable, specs=self.specs), resources
+            )
             tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
@@ -313,7 +371,9 @@ class _StudiesRun:
                     failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
                 ),
             ).fit()
-            if searcher.exhausted or searcher.handed_out == 0:
+            if book.held and (searcher.exhausted or searcher.handed_out == 0):
+                self.recompute_lost()  # then another Tune run reruns the held studies' trials
+            elif searcher.exhausted or searcher.handed_out == 0:
                 break
             time.sleep(1)  # run names carry the second
         callback.log_progress()

@@ -389,6 +389,17 @@ class StudyState:
             self._maybe_finish_search()
         return record.row()
 
+    def requeue(self, key: str) -> bool:
+        """A running trial that must run again with its own point: its data was lost before
+        it trained (a trial loads its splits before its first epoch, so it reported no
+        score and no rung saw it)."""
+        record = self._record(key)
+        if record is None or record.done:
+            return False
+        record.status = "pending"
+        record.scores.clear()
+        return True
+
     def _maybe_finish_search(self) -> None:
         if self.search_done or len(self.search) < self.s.trials:
             return
@@ -459,6 +470,8 @@ class StudyBook:
         self._on_done = on_done
         self.max_active = max_active
         self.active: dict[str, StudyState] = {}
+        self.held: dict[str, StudyState] = {}  # waiting for lost store entries: no new trials
+        self.blocked: Callable[[str], bool] = lambda study_id: False
         self._cursor = 0
         self.finished = 0
         self.total = len(study_ids)
@@ -470,14 +483,45 @@ class StudyBook:
             if study.done:  # everything was in the ledger
                 self._close(study)
                 continue
+            if self.blocked(study.study_id):
+                self.held[study.study_id] = study
+                continue
             self.active[study.study_id] = study
             return study
         return None
 
     def _close(self, study: StudyState) -> None:
         self.active.pop(study.study_id, None)
+        self.held.pop(study.study_id, None)
         self.finished += 1
         self._on_done(study)
+
+    def hold(self, study_id: str) -> None:
+        """Give ``study_id`` no new trial until :meth:`release` (its running ones finish)."""
+        if study_id in self.active:
+            self.held[study_id] = self.active.pop(study_id)
+
+    def lost(self, key: str) -> StudyState | None:
+        """A running trial whose data was lost: back to pending, its study held."""
+        self.running.discard(key)
+        study = self.study_of(key)
+        if study is not None:
+            study.requeue(key)
+            self.hold(study.study_id)
+        return study
+
+    def release(self, study_ids=None, error: str = "") -> None:
+        """Held studies run again (their data is back), or, with ``error``, fail with it."""
+        for study_id in list(self.held if study_ids is None else study_ids):
+            study = self.held.pop(study_id, None)
+            if study is None:
+                continue
+            if error:
+                study.error = error
+                self.finished += 1
+                self._on_done(study)
+            else:
+                self.active[study_id] = study
 
     def next_item(self) -> Item | str | None:
         """The next trial to run, None while every open study waits on running trials,
@@ -507,7 +551,8 @@ class StudyBook:
         return None
 
     def study_of(self, key: str) -> StudyState | None:
-        return self.active.get(key.split("/", 1)[0])
+        study_id = key.split("/", 1)[0]
+        return self.active.get(study_id) or self.held.get(study_id)
 
     def should_stop(self, key: str, epoch: int, score: float) -> bool:
         study = self.study_of(key)
@@ -528,7 +573,7 @@ class StudyBook:
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for study in self.active.values():
+        for study in [*self.active.values(), *self.held.values()]:
             for k, v in study.counts().items():
                 out[k] = out.get(k, 0) + v
         return out

@@ -23,6 +23,8 @@ from orchestrator.schedule import StudyBook
 
 log = logging.getLogger(__name__)
 
+LOST = "StoreEntryLost"  # orchestrator.trial.StoreEntryLost, as it appears in a trial's error
+
 
 class BookSearcher(Searcher):
     """A Tune searcher over every study: ``suggest`` is the book's next trial.
@@ -127,6 +129,8 @@ class ScheduleCallback(Callback):
         self.counts: dict[str, int] = {}
         self.failed: list[str] = []
         self.collect: Callable[[Any], None] = lambda trial: None
+        self.on_lost: Callable[[Any, str], None] = lambda study, error: None
+        self.lost = 0
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         config = trial.config
@@ -172,6 +176,17 @@ class ScheduleCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = _error_text(trial)
         where = trial.error_file or "the Ray worker logs"
+        if LOST in error:  # its data failed a checksum: recomputed, then the trial reruns
+            key = trial.config["key"]
+            line = next((x for x in error.splitlines() if LOST + ":" in x), first_line(error))
+            log.warning("trial %s: %s; it will rerun", key, line.strip()[:400])
+            if self.tracker is not None:
+                self.tracker.trial_finished(key, "KILLED", error)
+            self.lost += 1
+            study = self.book.lost(key)
+            if study is not None:
+                self.on_lost(study, error)
+            return
         log.warning(
             "trial %s failed: %s (full error: %s)", trial.config["key"], first_line(error), where
         )
@@ -197,9 +212,13 @@ class ScheduleCallback(Callback):
                 live.get(f"{stage}.running", 0),
                 live.get(f"{stage}.pending", 0),
             )
+        held = (
+            f", {len(self.book.held)} paused for recomputed store entries" if self.book.held else ""
+        )
         log.info(
-            "studies: %d of %d finished, %d open",
+            "studies: %d of %d finished, %d open%s",
             self.book.finished,
             self.book.total,
             len(self.book.active),
+            held,
         )

@@ -27,6 +27,14 @@ class TrialError(RuntimeError):
     """A trial that cannot produce a valid result (e.g. a NaN loss); it is marked failed."""
 
 
+class StoreEntryLost(TrialError):
+    """A store entry the trial reads failed its checksum (or lost its manifest).
+
+    The store has set the entry aside; the driver recognises this error by its class name in
+    the trial's error text, recomputes the entry and reruns the trial with its own point: the
+    trial is never recorded as failed."""
+
+
 @dataclass(frozen=True)
 class TrialSpec:
     """Everything a trial needs, as plain data (no DictConfig crosses into a worker)."""
@@ -93,8 +101,10 @@ CACHE_SPLITS = int(os.environ.get("UNMUTE_TRIAL_CACHE", "8"))
 
 
 def _probe_data(spec: TrialSpec, split: str):
-    """A split as ProbeData, from this worker's small LRU of loaded splits (memory-mapped)."""
-    from orchestrator.store import EmbeddingStore
+    """A split as ``(ProbeData, check)``, from this worker's small LRU of loaded splits
+    (memory-mapped); ``check()`` raises :class:`StoreEntryLost` once the mapped files changed
+    (rewritten or damaged in place since they were verified)."""
+    from orchestrator.store import ChecksumError, EmbeddingStore
 
     if split == "train":  # extra training splits (BirdSet's mixup variants) train alongside
         keys = [spec.keys["train"], *(k for s, k in spec.keys.items() if s.startswith("train_"))]
@@ -102,15 +112,37 @@ def _probe_data(spec: TrialSpec, split: str):
         keys = [spec.keys[split]]
     cache_key = (spec.store_url, spec.task, repr(keys))
     if cache_key in _CACHE:
-        _CACHE.move_to_end(cache_key)
-        return _CACHE[cache_key]
+        data, loaded, identity = _CACHE[cache_key]
+        if loaded.identity() == identity:  # not rewritten or damaged since it was verified
+            _CACHE.move_to_end(cache_key)
+            return data, _checker(spec, split, loaded, identity)
+        del _CACHE[cache_key]
     store = EmbeddingStore(spec.store_url)
-    loaded = store.load_many(keys) if len(keys) > 1 else store.load(keys[0])
+    try:
+        loaded = store.load_many(keys) if len(keys) > 1 else store.load(keys[0])
+    except (ChecksumError, FileNotFoundError) as err:
+        raise StoreEntryLost(
+            f"{err} The driver recomputes the entry and reruns this trial (study {spec.study_id})."
+        ) from err
     data = loaded.to_probe_data(spec.task)
-    _CACHE[cache_key] = data
+    identity = loaded.identity()
+    _CACHE[cache_key] = (data, loaded, identity)
     while len(_CACHE) > CACHE_SPLITS:
         _CACHE.popitem(last=False)
-    return data
+    return data, _checker(spec, split, loaded, identity)
+
+
+def _checker(spec: TrialSpec, split: str, loaded, identity):
+    def check() -> None:
+        if loaded.identity() != identity:
+            _CACHE.clear()  # cheap to reload; never train on a changed map again
+            raise StoreEntryLost(
+                f"store entry {loaded.key.relpath} ({split}) changed on disk while this trial "
+                f"read it; the driver verifies (and if need be recomputes) it and reruns this "
+                f"trial (study {spec.study_id})."
+            )
+
+    return check
 
 
 def probe_file(config_index: int, seed: int) -> str:
@@ -160,7 +192,9 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     params, seed = resolve_params(config, spec)
     stage = config.get("stage", spec.stage)
     train_kw, probe_kw = split_params(params)
-    data = {split: _probe_data(spec, split) for split in ("train", *EVAL_SPLITS)}
+    loaded = {split: _probe_data(spec, split) for split in ("train", *EVAL_SPLITS)}
+    data = {split: pair[0] for split, pair in loaded.items()}
+    checks = [pair[1] for pair in loaded.values()]
     embed_dim = int(data["train"].tokens.shape[-1])
     torch.manual_seed(seed)
     init = {
@@ -182,6 +216,8 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     started = time.monotonic()
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        for check in checks:  # an epoch read from maps that changed under it is not reported
+            check()
         loss = float(metrics.get("loss", 0.0))
         if not math.isfinite(loss):
             raise TrialError(
@@ -197,6 +233,8 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         }
         if stage == "final" and epoch == spec.epochs:
             test = evaluate(probe, data["test"], batch_size=spec.batch_size, device=device)
+            for check in checks:
+                check()
             report.update(_percent(test, "test"))
             report["train_seconds"] = time.monotonic() - started
         report["seed"] = seed

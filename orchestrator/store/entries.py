@@ -16,7 +16,8 @@ lives in ``cache_dir`` so a read-only store works), otherwise one copy per node 
 every trial on the node. The "verified" stamp holds the manifest digest and each file's size,
 mtime, inode and ctime, so bytes rewritten in place (even with the mtime restored) are hashed
 again. A file whose checksum fails is never used: the entry is invalidated (its manifest renamed
-aside) so the next extraction recomputes it.
+aside) so the next extraction recomputes it (a trial that finds it raises
+``orchestrator.trial.StoreEntryLost``, and the driver recomputes it within the same sweep).
 """
 
 from __future__ import annotations
@@ -90,9 +91,20 @@ class StoredSplit:
     ids: np.ndarray
     grid: tuple[int, int]
     meta: dict[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()  # the node-local files the arrays map
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
+
+    def identity(self) -> tuple[tuple[int, int, int], ...] | None:
+        """Inode, ctime and size of every mapped file; None when one is gone.
+
+        A cached split whose identity changed was rewritten (or damaged in place) since it
+        was verified: load it again, which hashes it again."""
+        try:
+            return tuple((st.st_ino, st.st_ctime_ns, st.st_size) for st in map(os.stat, self.files))
+        except OSError:
+            return None
 
     @property
     def task(self) -> str:
@@ -195,10 +207,12 @@ class EmbeddingStore:
         except ChecksumError as err:
             self.invalidate(key, str(err))
             raise
-        arrays = {}
+        arrays, files = {}, []
         for name in ARRAYS:
             info = manifest["arrays"].get(name)
             arrays[name] = None if info is None else np.load(local / info["file"], mmap_mode="r")
+            if info is not None:
+                files.append(str(local / info["file"]))
         return StoredSplit(
             key=key,
             tokens=arrays["tokens"],
@@ -208,6 +222,7 @@ class EmbeddingStore:
             ids=arrays["ids"],
             grid=tuple(manifest["grid"]),  # type: ignore[arg-type]
             meta=manifest,
+            files=tuple(files),
         )
 
     def load_many(self, keys: Sequence[StoreKey]) -> StoredSplit:
@@ -239,6 +254,7 @@ class EmbeddingStore:
             ids=np.concatenate([np.asarray(p.ids) for p in parts]),
             grid=parts[0].grid,
             meta=meta,
+            files=tuple(f for p in parts for f in p.files),
         )
 
     def _local_copy(self, key: StoreKey) -> Path:

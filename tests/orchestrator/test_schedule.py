@@ -223,3 +223,46 @@ def drive_book_rest(book, started):
             return rows
         assert item is not None
         pending.append(item)
+
+
+def test_lost_trial_holds_its_pair_and_reruns_with_its_own_point_after_release():
+    """A trial whose store entry failed its checksum is not a failed trial: its study (and
+    every study of the same encoder/dataset pair, open or not yet opened) gets no new trial
+    until the driver recomputed the entry; then the trial reruns with its own point and the
+    results equal an undisturbed run's."""
+    settings = ScheduleSettings(**{**SETTINGS.__dict__, "trials": 4, "top_k": 1, "seeds": (0,)})
+    pair = {"a": "P", "b": "Q", "c": "P"}
+
+    def book_of(done):
+        return StudyBook(
+            list(pair), lambda sid: StudyState(sid, SPACE, settings), done.append, max_active=2
+        )
+
+    want = drive_book_rest(book_of([]), [])
+    done: list = []
+    book = book_of(done)
+    lost: set[str] = set()
+    book.blocked = lambda sid: pair[sid] in lost
+    first = book.next_item()
+    assert first.key == "a/search/0"
+    lost.add("P")
+    assert book.lost(first.key).study_id == "a" and set(book.held) == {"a"}
+    rows = drive_book_rest(book, [])  # runs until only held studies are left
+    assert {r["key"].split("/")[0] for r in rows} == {"b"}
+    assert set(book.held) == {"a", "c"} and {s.study_id for s in done} == {"b"}
+    assert book.counts()["search.pending"] >= 4  # a's lost trial waits again, unrecorded
+    lost.clear()
+    book.release()
+    rows += drive_book_rest(book, [])
+    assert {s.study_id for s in done} == {"a", "b", "c"} and not book.held
+    assert sorted(rows, key=lambda r: r["key"]) == sorted(want, key=lambda r: r["key"])
+
+
+def test_released_with_an_error_the_held_studies_fail():
+    settings = ScheduleSettings(**{**SETTINGS.__dict__, "trials": 4, "top_k": 1, "seeds": (0,)})
+    done: list = []
+    book = StudyBook(["a"], lambda sid: StudyState(sid, SPACE, settings), done.append)
+    book.lost(book.next_item().key)
+    book.release(error="entries keep failing their checksums")
+    assert done[0].error == "entries keep failing their checksums"
+    assert book.next_item() == book.FINISHED

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.study import top_configs
@@ -147,5 +149,53 @@ def test_final_trial_from_the_schedule_saves_its_probe(stored, monkeypatch, tmp_
     probe.load_state_dict(record["state_dict"])
     from orchestrator.trial import _probe_data
 
-    out = predict(probe.eval(), _probe_data(spec, "test"), 4, "cpu")
+    out = predict(probe.eval(), _probe_data(spec, "test")[0], 4, "cpu")
     assert out.shape[0] == 4 and torch.isfinite(torch.as_tensor(out)).all()
+
+
+def _own_store(stored, tmp_path):
+    """A copy of the module's store, so this test may damage it."""
+    import shutil
+
+    spec, url, keys = stored
+    shutil.copytree(url, tmp_path / "store")
+    return spec, str(tmp_path / "store"), keys
+
+
+def test_rotted_entry_is_lost_not_a_failed_trial(stored, tmp_path, monkeypatch):
+    """Bit rot in an entry a worker already cached: the next trial re-hashes it, the store
+    sets it aside, and the trial raises StoreEntryLost (the driver recomputes and reruns)."""
+    from orchestrator.store import EmbeddingStore
+    from orchestrator.trial import StoreEntryLost
+    from tests.orchestrator.test_store_heal import flip_in_place
+
+    monkeypatch.setattr("ray.tune.report", lambda metrics: None)
+    mine = _own_store(stored, tmp_path)
+    spec = _spec(mine, "search", probe="linear")
+    run_trial({"params": {"lr": 1e-3}, "seed": 0}, spec)  # this worker caches the splits
+    store = EmbeddingStore(spec.store_url)
+    flip_in_place(Path(store.entry(spec.keys["train"])) / "tokens.npy")
+    with pytest.raises(StoreEntryLost, match="train"):
+        run_trial({"params": {"lr": 1e-3}, "seed": 0}, spec)
+    assert not store.complete(spec.keys["train"])  # set aside: the next extraction redoes it
+
+
+def test_rot_while_training_stops_the_trial_before_its_next_report(stored, tmp_path, monkeypatch):
+    from orchestrator.store import EmbeddingStore
+    from orchestrator.trial import StoreEntryLost
+    from tests.orchestrator.test_store_heal import flip_in_place
+
+    mine = _own_store(stored, tmp_path)
+    spec = _spec(mine, "search", probe="linear")
+    entry = Path(EmbeddingStore(spec.store_url).entry(spec.keys["valid"]))
+    reports = []
+
+    def report(metrics):
+        reports.append(metrics["epoch"])
+        if metrics["epoch"] == 1:
+            flip_in_place(entry / "tokens.npy")
+
+    monkeypatch.setattr("ray.tune.report", report)
+    with pytest.raises(StoreEntryLost, match="changed on disk"):
+        run_trial({"params": {"lr": 1e-3}, "seed": 0}, spec)
+    assert reports == [1]  # epoch 2 read the changed map: never reported
