@@ -1,15 +1,18 @@
 """Scale of the head: sweeps of 1, 16, 64, 256 studies of tiny trials through the real driver
-(``orchestrator.runner.run_studies``: one Tune run, the schedule, the ledgers, MLflow on a
-local sqlite store), against a plain loop of the same trials (``probes.fit`` on the same store)
-measured in the same run. Prints one table.
+(``orchestrator.runner.run_studies``: one Tune run, the schedule, the ledgers, the recorder
+thread, MLflow on a local sqlite store or off), against a plain loop of the same trials
+(``probes.fit`` on the same store) measured in the same run. Prints one table.
 
-Columns: wall (the Tune run, study setup included), trials, overhead per trial
+Columns: wall (the Tune run, study setup included), startup (driver start to the first trial's
+start: Tune's setup, the trial actors' imports), trials, overhead per trial
 (``(wall x slots - loop time) / trials``), slot busy % (time slots held a trial / wall x
-slots), peak head memory (PSS summed over the driver's process tree: the driver, Ray's GCS,
-raylet and workers), orchestration CPU (driver + Ray system processes, not trial workers, as %
-of one core over the run) and the plain loop's time.
+slots) and the same from the first trial's start to the last trial's end, peak head memory
+(PSS summed over the driver's process tree: the driver, Ray's GCS, raylet and workers),
+orchestration CPU (driver + Ray system processes, not trial workers, as % of one core over the
+run) and the plain loop's time.
 
-Usage: ``python benchmarks/scale.py [--studies 1 16 64 256] [--slots 2] [--no-mlflow]``.
+Usage: ``python benchmarks/scale.py [--studies 1 16 64 256] [--slots 2]
+[--mlflow sqlite|off|both]``.
 """
 
 from __future__ import annotations
@@ -52,17 +55,19 @@ OVERRIDES = [
 class TreeSampler(threading.Thread):
     """Peak summed PSS of this process's tree, and CPU seconds of its non-worker processes."""
 
-    def __init__(self, every: float = 1.0) -> None:
+    def __init__(self, every: float = 2.0) -> None:
         super().__init__(daemon=True)
         self.every = every
         self.peak_pss = 0
-        self.system_cpu: dict[int, float] = {}
+        self.system_cpu: dict[int, float] = {}  # CPU seconds since first seen, by process
+        self._cpu_at_start: dict[int, float] = {}
         self._halt = threading.Event()
 
     def run(self) -> None:
         import psutil
 
         me = psutil.Process()
+        seen = True  # processes alive at the first sample started before the run
         while not self._halt.is_set():
             total = 0
             for proc in [me, *me.children(recursive=True)]:
@@ -71,10 +76,15 @@ class TreeSampler(threading.Thread):
                     cmd = " ".join(proc.cmdline())
                     if "default_worker" not in cmd and "ray::" not in proc.name() + cmd:
                         times = proc.cpu_times()
-                        self.system_cpu[proc.pid] = times.user + times.system
+                        used = times.user + times.system
+                        # the driver (this process) and Ray's daemons existed before the run:
+                        # count only what they use from the first sample on
+                        first = self._cpu_at_start.setdefault(proc.pid, used if seen else 0.0)
+                        self.system_cpu[proc.pid] = used - first
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     continue
             self.peak_pss = max(self.peak_pss, total)
+            seen = False
             self._halt.wait(self.every)
 
     def stop(self) -> None:
@@ -146,7 +156,7 @@ def plain_loop(cfg, extracted, ledgers: list[Path]) -> float:
     return time.perf_counter() - start
 
 
-def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool) -> dict:
+def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool, epochs: int = 2) -> dict:
     import ray
 
     from orchestrator import schedule_tune
@@ -155,8 +165,9 @@ def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool) -> dict
     from orchestrator.runner import run_studies
     from orchestrator.tracking import SweepTracker
 
-    out = root / f"out-{n_studies}"
-    cfg = load("quickstart", [*OVERRIDES, f"ray.max_concurrent_trials={slots}"], out_dir=str(out))
+    out = root / f"out-{n_studies}-{'mlflow' if mlflow else 'none'}"
+    overrides = [*OVERRIDES, f"ray.max_concurrent_trials={slots}", f"train.epochs={epochs}"]
+    cfg = load("quickstart", overrides, out_dir=str(out))
     cfg = replace(cfg, store_url=str(root / "store"))
     base = make_plan(cfg).studies[0]
     studies = tuple(
@@ -165,6 +176,7 @@ def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool) -> dict
     results = {(base.backbone, base.dataset.name): extracted}
     busy: dict[str, float] = {}
     started: dict[str, float] = {}
+    spans: list[tuple[float, float]] = []
     orig_start = schedule_tune.ScheduleCallback.on_trial_start
     orig_finish = schedule_tune.ScheduleCallback._finish
 
@@ -173,7 +185,9 @@ def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool) -> dict
         return orig_start(self, iteration, trials, trial, **info)
 
     def finish(self, trial, status, error=""):
-        busy[trial.trial_id] = time.monotonic() - started.get(trial.trial_id, time.monotonic())
+        now = time.monotonic()
+        busy[trial.trial_id] = now - started.get(trial.trial_id, now)
+        spans.append((started.get(trial.trial_id, now), now))
         return orig_finish(self, trial, status, error)
 
     schedule_tune.ScheduleCallback.on_trial_start = on_start
@@ -217,13 +231,18 @@ def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool) -> dict
     ledgers = sorted(out.glob("studies/*/trials.parquet"))
     loop = plain_loop(cfg, extracted, ledgers)
     n_trials = len(busy)
+    first = min((a for a, _ in spans), default=start)
+    last = max((b for _, b in spans), default=start)
     return {
         "studies": n_studies,
+        "MLflow": "sqlite" if mlflow else "off",
         "trials": n_trials,
         "failed studies": len(failed),
         "wall s": wall,
+        "startup s": first - start,
         "overhead s/trial": (wall * slots - loop) / max(n_trials, 1),
         "slots busy %": 100 * sum(busy.values()) / (wall * slots),
+        "busy after startup %": 100 * sum(busy.values()) / (max(last - first, 1e-9) * slots),
         "peak head PSS GB": sampler.peak_pss / 2**30,
         "orchestration CPU %": 100 * cpu / wall,
         "plain loop s": loop,
@@ -234,8 +253,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--studies", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument(
+        "--epochs", type=int, default=2, help="epochs per trial (2: tiny; more: longer trials)"
+    )
     parser.add_argument("--root", default="/tmp/unmute-scale")
-    parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument(
+        "--mlflow",
+        choices=("sqlite", "off", "both"),
+        default="both",
+        help="log every trial to a local sqlite MLflow store, not at all, or both (two rows)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("UNMUTE_PROGRESS_S", "60")
@@ -246,14 +273,18 @@ def main() -> None:
     root = Path(args.root)
     extracted = make_store(root)
     table = []
+    variants = {"sqlite": [True], "off": [False], "both": [True, False]}[args.mlflow]
     for n in args.studies:
-        shutil.rmtree(root / f"out-{n}", ignore_errors=True)
-        table.append(one(n, args.slots, root, extracted, not args.no_mlflow))
-        print(table[-1], flush=True)
+        for mlflow in variants:
+            shutil.rmtree(root / f"out-{n}-{'mlflow' if mlflow else 'none'}", ignore_errors=True)
+            table.append(one(n, args.slots, root, extracted, mlflow, args.epochs))
+            print(table[-1], flush=True)
     keys = list(table[0])
     print(
         f"\n{args.slots} slots, tiny trials (synth_events 24/12/12 clips, linear probe, "
-        f"4 search + 1 final per study, 2 epochs), MLflow {'off' if args.no_mlflow else 'sqlite'}"
+        f"4 search + 1 final per study, {args.epochs} epochs); 'startup s': from the driver's start to "
+        "the first trial's; 'busy after startup': from the first trial's start to the last "
+        "trial's end"
     )
     print("| " + " | ".join(keys) + " |")
     print("|" + "|".join("---" for _ in keys) + "|")

@@ -26,9 +26,10 @@ import ray
 from orchestrator.config import SweepConfig
 from orchestrator.paths import tune_filesystem
 from orchestrator.plan import Study
+from orchestrator.recorder import Recorder
 from orchestrator.schedule import ScheduleSettings, StudyBook, StudyState
 from orchestrator.study import Extracted, select_final, study_tags
-from orchestrator.trial import TrialSpec, probe_file, run_trial
+from orchestrator.trial import TrialSpec, probe_file, tune_trainable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,10 @@ def _atomic_parquet(frame: pl.DataFrame, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     frame.write_parquet(tmp)
     os.replace(tmp, path)
+
+
+def _write_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    _atomic_parquet(pl.DataFrame(rows, infer_schema_length=None), path)
 
 
 def schedule_settings(cfg: SweepConfig) -> ScheduleSettings:
@@ -92,10 +97,6 @@ def run_studies(
         yield study, *outcomes[study.study_id]
 
 
-def _trainable(config: dict[str, Any], specs: dict[str, TrialSpec]) -> None:
-    run_trial(config, specs[config["study"]])
-
-
 def default_slots(cfg: SweepConfig) -> int:
     """Trials at once when the sweep does not say: as many as the cluster's resources fit."""
     resources = ray.cluster_resources()
@@ -131,6 +132,7 @@ class _StudiesRun:
         self.lost: set[tuple[str, str]] = set()  # pairs whose store entries a trial lost
         self.recomputed: dict[tuple[str, str], int] = {}
         self.book: StudyBook | None = None
+        self.recorder = Recorder()
 
     def _spec(self, study: Study) -> TrialSpec:
         cfg, extracted = self.cfg, self.extracted[study.study_id]
@@ -169,20 +171,17 @@ class _StudiesRun:
         if ledger:
             log.info("study %s: %d finished trials replayed from its ledger", study_id, len(ledger))
         if self.tracker is not None:
-            self.tracker.study_run(study_id, self.tags[study_id])
+            self.recorder.submit(self.tracker.study_run, study_id, self.tags[study_id])
         return state
 
     def write_ledger(self, study: StudyState) -> None:
+        """Queue the rewrite of the study's ledger (rows taken now, written in order)."""
         rows = study.rows()
         if rows:
-            _atomic_parquet(
-                pl.DataFrame(rows, infer_schema_length=None),
-                self.folder(study.study_id) / "trials.parquet",
-            )
+            self.recorder.submit(_write_rows, rows, self.folder(study.study_id) / "trials.parquet")
 
-    def collect_probe(self, trial) -> None:
+    def collect_probe(self, config: dict[str, Any]) -> None:
         """Copy a finished final trial's probe from the Tune storage to the output folder."""
-        config = trial.config
         if config.get("stage") != "final":
             return
         name = probe_file(int(config["config_index"]), int(config["seed"]))
@@ -275,42 +274,46 @@ class _StudiesRun:
             log.error("study %s failed: %s", state.study_id, error)
             self.outcomes[state.study_id] = (pl.DataFrame(), error)
             if self.tracker is not None:
-                self.tracker.study_finished(state.study_id, "FAILED", params={"error": error})
+                self.recorder.submit(
+                    self.tracker.study_finished, state.study_id, "FAILED", params={"error": error}
+                )
             return
         # MLflow first (selected runs tagged), the finished marker last: a kill in between
         # re-runs the study's selection on resume instead of leaving MLflow without it
+        chosen = int(rows["config_index"][0])
         if self.tracker is not None:
-            chosen = int(rows["config_index"][0])
-            files = [
-                self.folder(state.study_id) / "probes" / probe_file(chosen, int(seed))
-                for seed in rows["seed"]
-            ]
-            files = [f for f in files if f.exists()]
-            if files:  # the selected configuration's trained probes
-                run_id = self.tracker.study_run(state.study_id, self.tags[state.study_id])
-                self.tracker.log_artifacts(run_id, files, "probes")
-            selected = [r.item.key for r in state.final.values() if r.item.config_index == chosen]
-            self.tracker.study_finished(
+            self.recorder.submit(
+                self._study_to_mlflow,
                 state.study_id,
-                "FINISHED",
+                [probe_file(chosen, int(seed)) for seed in rows["seed"]],
                 params={f"best.{k}": v for k, v in state.configs[chosen].items()},
                 metrics={
                     "test_score_mean": rows["score"].mean(),
                     "test_score_sd": rows["score"].std() or 0.0,
                     "val_score_mean": rows["val_score"].mean(),
                 },
-                selected=selected,
+                selected=[
+                    r.item.key for r in state.final.values() if r.item.config_index == chosen
+                ],
             )
-            self.tracker.flush()
-        _atomic_parquet(rows, self.folder(state.study_id) / "final.parquet")
+        self.recorder.submit(_atomic_parquet, rows, self.folder(state.study_id) / "final.parquet")
         self.outcomes[state.study_id] = (rows, "")
+
+    def _study_to_mlflow(self, study_id: str, probes: list[str], **summary) -> None:
+        """(Recorder thread) the selected configuration's trained probes as artifacts of the
+        study run, its selected trial runs tagged, the study run closed."""
+        files = [self.folder(study_id) / "probes" / name for name in probes]
+        files = [f for f in files if f.exists()]
+        if files:
+            run_id = self.tracker.study_run(study_id, self.tags[study_id])
+            self.tracker.log_artifacts(run_id, files, "probes")
+        self.tracker.study_finished(study_id, "FINISHED", **summary)
+        self.tracker.flush()
 
     def run(self) -> dict[str, tuple[pl.DataFrame, str]]:
         import optuna
-        from ray import tune
 
-        from orchestrator.schedule_tune import BookSearcher, RungScheduler, ScheduleCallback
-        from orchestrator.search import METRIC, MODE
+        from orchestrator.schedule_tune import ScheduleCallback
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per study otherwise
         cfg = self.cfg
@@ -328,6 +331,7 @@ class _StudiesRun:
             progress_seconds=float(os.environ.get("UNMUTE_PROGRESS_S", "30")),
         )
         callback.collect = self.collect_probe
+        callback.record = self.recorder.submit
         callback.on_lost = self.on_lost
         # Tune's own experiment state is never read back (the ledgers are): write it rarely,
         # and no per-trial result files.
@@ -343,12 +347,33 @@ class _StudiesRun:
         started = time.monotonic()
         # Tune's closing summary would read a result file per trial; we keep none (see above)
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+        try:
+            self._tune_runs(book, callback, slots, resources)
+        finally:
+            self.recorder.close()  # every queued write lands, even when the run failed
+        callback.log_progress()
+        log.info("Tune run finished in %.0f s", time.monotonic() - started)
+        if self.tracker is not None:
+            self.tracker.flush()
+        for study_id in self.by_id:  # a study the run left unfinished (should not happen)
+            self.outcomes.setdefault(study_id, (pl.DataFrame(), "the Tune run ended before it"))
+        return self.outcomes
+
+    def _tune_runs(self, book: StudyBook, callback, slots: int, resources: dict) -> None:
+        """Tune runs over the book until every study is done (a new run every
+        ``UNMUTE_TRIALS_PER_TUNE_RUN`` trials, and after recomputing lost store entries)."""
+        from ray import tune
+
+        from orchestrator.schedule_tune import BookSearcher, RungScheduler
+        from orchestrator.search import METRIC, MODE
+
+        cfg = self.cfg
         budget = int(os.environ.get("UNMUTE_TRIALS_PER_TUNE_RUN", "5000"))
         storage_path, storage_fs = tune_filesystem(cfg.tune_storage)  # s3:// through fsspec
         while True:  # Tune keeps every trial of a run in memory: a new run every `budget`
             searcher = BookSearcher(book, METRIC, MODE, budget=budget)
             trainable = tune.with_resources(
-                tune.with_parameters(_trainable, specs=self.specs), resources
+                tune.with_parameters(tune_trainable, specs=self.specs), resources
             )
             tune.Tuner(
                 trainable,
@@ -376,10 +401,3 @@ class _StudiesRun:
             elif searcher.exhausted or searcher.handed_out == 0:
                 break
             time.sleep(1)  # run names carry the second
-        callback.log_progress()
-        log.info("Tune run finished in %.0f s", time.monotonic() - started)
-        if self.tracker is not None:
-            self.tracker.flush()
-        for study_id in self.by_id:  # a study the run left unfinished (should not happen)
-            self.outcomes.setdefault(study_id, (pl.DataFrame(), "the Tune run ended before it"))
-        return self.outcomes

@@ -128,14 +128,18 @@ class ScheduleCallback(Callback):
         self._last_progress = time.monotonic()
         self.counts: dict[str, int] = {}
         self.failed: list[str] = []
-        self.collect: Callable[[Any], None] = lambda trial: None
+        self.collect: Callable[[dict[str, Any]], None] = lambda config: None
+        # runs a write (MLflow, files) for the callbacks; the driver passes its Recorder's
+        # submit so that no write blocks the Tune loop (orchestrator/recorder.py)
+        self.record: Callable[..., None] = lambda fn, *args, **kw: fn(*args, **kw)
         self.on_lost: Callable[[Any, str], None] = lambda study, error: None
         self.lost = 0
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         config = trial.config
         if self.tracker is not None:
-            self.tracker.trial_started(
+            self.record(
+                self.tracker.trial_started,
                 config["study"],
                 config["key"],
                 config["stage"],
@@ -151,17 +155,28 @@ class ScheduleCallback(Callback):
             for k, v in result.items()
             if k.startswith(("val_", "test_", "train_")) and isinstance(v, (int, float))
         }
-        self.tracker.trial_result(trial.config["key"], metrics, int(result.get("epoch", 0) or 0))
+        self.record(
+            self.tracker.trial_result,
+            trial.config["key"],
+            metrics,
+            int(result.get("epoch", 0) or 0),
+        )
 
     def _finish(self, trial, status: str, error: str = "") -> None:
         key = trial.config["key"]
         metrics = dict(trial.last_result or {})
-        if status == "ok":
-            self.collect(trial)  # before the book may close the study and log its files
-        # MLflow first, the ledger second: a kill in between reruns the trial (its run is
-        # reused by key); the other order would leave a ledger trial whose run stays KILLED.
+        if status == "ok":  # before the book may close the study and log its files
+            self.record(self.collect, dict(trial.config))
+        # MLflow first, the ledger second (the record keeps the order): a kill in between
+        # reruns the trial (its run is reused by key); the other order would leave a ledger
+        # trial whose run stays KILLED.
         if self.tracker is not None:
-            self.tracker.trial_finished(key, "FAILED" if status == "error" else "FINISHED", error)
+            self.record(
+                self.tracker.trial_finished,
+                key,
+                "FAILED" if status == "error" else "FINISHED",
+                error,
+            )
         study, row = self.book.finish(key, status, metrics, error)
         if row is None:
             return
@@ -181,7 +196,7 @@ class ScheduleCallback(Callback):
             line = next((x for x in error.splitlines() if LOST + ":" in x), first_line(error))
             log.warning("trial %s: %s; it will rerun", key, line.strip()[:400])
             if self.tracker is not None:
-                self.tracker.trial_finished(key, "KILLED", error)
+                self.record(self.tracker.trial_finished, key, "KILLED", error)
             self.lost += 1
             study = self.book.lost(key)
             if study is not None:

@@ -102,6 +102,6 @@ def test_a_gpu_job_on_a_cpu_only_head_fails_at_preflight(ray_head, tmp_path):  #
     assert status == "FAILED", logs[-3000:]
     assert "pre-flight" in logs and "an extraction asks for {CPU: 1, GPU: 1}" in logs, logs[-3000:]
     assert "nothing was started" in logs
-    # the issue asks for "within a minute"; generous here because the test machine is shared
-    assert seconds < 180, f"took {seconds:.0f} s"
+    # "a job that cannot run says why within a minute" (measured: 13 s from submission)
+    assert seconds < 60, f"took {seconds:.0f} s"
     assert not (tmp_path / "home" / "store").exists()  # no extraction ran
