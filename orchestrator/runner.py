@@ -27,8 +27,9 @@ from orchestrator.config import SweepConfig
 from orchestrator.paths import tune_filesystem
 from orchestrator.plan import Study
 from orchestrator.recorder import Recorder
-from orchestrator.schedule import ScheduleSettings, StudyBook, StudyState
+from orchestrator.schedule import ScheduleSettings, StudyState
 from orchestrator.study import Extracted, select_final, study_tags
+from orchestrator.studybook import StudyBook
 from orchestrator.trial import TrialSpec, probe_file, tune_trainable
 
 log = logging.getLogger(__name__)

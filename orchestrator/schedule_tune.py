@@ -19,7 +19,7 @@ from ray.tune import Callback
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from orchestrator.schedule import StudyBook
+from orchestrator.studybook import StudyBook
 
 log = logging.getLogger(__name__)
 

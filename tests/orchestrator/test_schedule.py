@@ -10,8 +10,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from orchestrator.schedule import ScheduleSettings, StudyBook, StudyState, rank_search
+from orchestrator.schedule import ScheduleSettings, StudyState, rank_search
 from orchestrator.search import load_space, optuna_space
+from orchestrator.studybook import StudyBook
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
