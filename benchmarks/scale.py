@@ -49,6 +49,7 @@ OVERRIDES = [
     "final.seeds=[0]",
     "train.epochs=2",
     "train.batch_size=8",
+    "ray.max_concurrent_studies=64",  # as full_benchmark
 ]
 
 
@@ -156,17 +157,30 @@ def plain_loop(cfg, extracted, ledgers: list[Path]) -> float:
     return time.perf_counter() - start
 
 
-def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool, epochs: int = 2) -> dict:
+def one(
+    n_studies: int,
+    slots: int,
+    root: Path,
+    extracted,
+    mlflow: bool,
+    epochs: int = 2,
+    pack_seconds: float = 2.0,
+) -> dict:
     import ray
 
-    from orchestrator import schedule_tune
+    from orchestrator import packing, schedule_tune
     from orchestrator.config import load
     from orchestrator.plan import Study, make_plan
     from orchestrator.runner import run_studies
     from orchestrator.tracking import SweepTracker
 
     out = root / f"out-{n_studies}-{'mlflow' if mlflow else 'none'}"
-    overrides = [*OVERRIDES, f"ray.max_concurrent_trials={slots}", f"train.epochs={epochs}"]
+    overrides = [
+        *OVERRIDES,
+        f"ray.max_concurrent_trials={slots}",
+        f"train.epochs={epochs}",
+        f"ray.pack_seconds={pack_seconds}",
+    ]
     cfg = load("quickstart", overrides, out_dir=str(out))
     cfg = replace(cfg, store_url=str(root / "store"))
     base = make_plan(cfg).studies[0]
@@ -174,24 +188,34 @@ def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool, epochs:
         Study(base.encoder, base.dataset, base.probe, f"scale-{i}") for i in range(n_studies)
     )
     results = {(base.backbone, base.dataset.name): extracted}
-    busy: dict[str, float] = {}
+    busy: dict[str, float] = {}  # Tune trial (a pack of trials) -> seconds it held its slot
     started: dict[str, float] = {}
     spans: list[tuple[float, float]] = []
+    work: list[float] = []  # each trial's own seconds, measured by the worker
+    sizes: list[int] = []
     orig_start = schedule_tune.ScheduleCallback.on_trial_start
-    orig_finish = schedule_tune.ScheduleCallback._finish
+    orig_end = schedule_tune.ScheduleCallback._end
+    orig_observe = packing.Packing.observe
 
     def on_start(self, iteration, trials, trial, **info):
         started[trial.trial_id] = time.monotonic()
         return orig_start(self, iteration, trials, trial, **info)
 
-    def finish(self, trial, status, error=""):
+    def end(self, trial):
         now = time.monotonic()
         busy[trial.trial_id] = now - started.get(trial.trial_id, now)
         spans.append((started.get(trial.trial_id, now), now))
-        return orig_finish(self, trial, status, error)
+        pack = orig_end(self, trial)
+        sizes.append(len(pack.configs))
+        return pack
+
+    def observe(self, study_id, stage, seconds):
+        work.append(seconds)
+        return orig_observe(self, study_id, stage, seconds)
 
     schedule_tune.ScheduleCallback.on_trial_start = on_start
-    schedule_tune.ScheduleCallback._finish = finish
+    schedule_tune.ScheduleCallback._end = end
+    packing.Packing.observe = observe
     for attempt in range(3):  # Ray gives its raylet 30 s to start; a loaded machine needs more
         try:
             ray.init(
@@ -226,11 +250,12 @@ def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool, epochs:
     cpu = sum(sampler.system_cpu.values())
     ray.shutdown()
     schedule_tune.ScheduleCallback.on_trial_start = orig_start
-    schedule_tune.ScheduleCallback._finish = orig_finish
+    schedule_tune.ScheduleCallback._end = orig_end
+    packing.Packing.observe = orig_observe
     failed = [sid for sid in rows if sid[2]]
     ledgers = sorted(out.glob("studies/*/trials.parquet"))
     loop = plain_loop(cfg, extracted, ledgers)
-    n_trials = len(busy)
+    n_trials = len(work)
     first = min((a for a, _ in spans), default=start)
     last = max((b for _, b in spans), default=start)
     return {
@@ -243,6 +268,8 @@ def one(n_studies: int, slots: int, root: Path, extracted, mlflow: bool, epochs:
         "overhead s/trial": (wall * slots - loop) / max(n_trials, 1),
         "slots busy %": 100 * sum(busy.values()) / (wall * slots),
         "busy after startup %": 100 * sum(busy.values()) / (max(last - first, 1e-9) * slots),
+        "training after startup %": 100 * sum(work) / (max(last - first, 1e-9) * slots),
+        "trials per Tune trial": n_trials / max(len(sizes), 1),
         "peak head PSS GB": sampler.peak_pss / 2**30,
         "orchestration CPU %": 100 * cpu / wall,
         "plain loop s": loop,
@@ -263,6 +290,12 @@ def main() -> None:
         default="both",
         help="log every trial to a local sqlite MLflow store, not at all, or both (two rows)",
     )
+    parser.add_argument(
+        "--pack",
+        choices=("on", "off", "both"),
+        default="both",
+        help="trials packed into Tune trials (ray.pack_seconds=2), one per Tune trial, or both",
+    )
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("UNMUTE_PROGRESS_S", "60")
@@ -274,11 +307,16 @@ def main() -> None:
     extracted = make_store(root)
     table = []
     variants = {"sqlite": [True], "off": [False], "both": [True, False]}[args.mlflow]
+    packs = {"on": [2.0], "off": [0.0], "both": [0.0, 2.0]}[args.pack]
     for n in args.studies:
         for mlflow in variants:
-            shutil.rmtree(root / f"out-{n}-{'mlflow' if mlflow else 'none'}", ignore_errors=True)
-            table.append(one(n, args.slots, root, extracted, mlflow, args.epochs))
-            print(table[-1], flush=True)
+            for pack in packs:
+                shutil.rmtree(
+                    root / f"out-{n}-{'mlflow' if mlflow else 'none'}", ignore_errors=True
+                )
+                row = one(n, args.slots, root, extracted, mlflow, args.epochs, pack)
+                table.append({"studies": n, "pack s": pack, **row})
+                print(table[-1], flush=True)
     keys = list(table[0])
     print(
         f"\n{args.slots} slots, tiny trials (synth_events 24/12/12 clips, linear probe, "

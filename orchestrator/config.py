@@ -101,6 +101,7 @@ class RayConfig:
     cpus_per_extraction: float
     gpus_per_extraction: float
     max_failures: int
+    pack_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -409,6 +410,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
             cpus_per_extraction=_as_float("ray", "cpus_per_extraction", r["cpus_per_extraction"]),
             gpus_per_extraction=_as_float("ray", "gpus_per_extraction", r["gpus_per_extraction"]),
             max_failures=_as_int("ray", "max_failures", r["max_failures"]),
+            pack_seconds=_as_float("ray", "pack_seconds", r.get("pack_seconds", 2.0)),
         ),
         search=search,
         seeds=seeds,

@@ -202,7 +202,7 @@ class _StudiesRun:
                 "trial %s: its trained probe could not be collected: %s", config["key"], err
             )
 
-    def on_trial_finished(self, study: StudyState, row: dict[str, Any], trial) -> None:
+    def on_trial_finished(self, study: StudyState, row: dict[str, Any]) -> None:
         if not study.done:  # a finished study's ledger was written when it closed
             self.write_ledger(study)
 
@@ -314,6 +314,7 @@ class _StudiesRun:
     def run(self) -> dict[str, tuple[pl.DataFrame, str]]:
         import optuna
 
+        from orchestrator.packing import Packing
         from orchestrator.schedule_tune import ScheduleCallback
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per study otherwise
@@ -324,12 +325,19 @@ class _StudiesRun:
         self.book = book
         book.blocked = lambda study_id: self.pair_of[study_id] in self.lost
         slots = cfg.ray.max_concurrent_trials or default_slots(cfg)
+        # trials of one kind (same pair and probe) cost alike: packs are sized by kind
+        packing = Packing(
+            cfg.ray.pack_seconds,
+            slots,
+            cost_key=lambda sid: (*self.pair_of[sid], self.by_id[sid].probe.name),
+        )
         callback = ScheduleCallback(
             book,
             self.on_trial_finished,
             self.tracker,
             lambda sid: {k: v for k, v in self.tags[sid].items() if k != "kind"},
             progress_seconds=float(os.environ.get("UNMUTE_PROGRESS_S", "30")),
+            packing=packing,
         )
         callback.collect = self.collect_probe
         callback.record = self.recorder.submit
@@ -372,7 +380,7 @@ class _StudiesRun:
         budget = int(os.environ.get("UNMUTE_TRIALS_PER_TUNE_RUN", "5000"))
         storage_path, storage_fs = tune_filesystem(cfg.tune_storage)  # s3:// through fsspec
         while True:  # Tune keeps every trial of a run in memory: a new run every `budget`
-            searcher = BookSearcher(book, METRIC, MODE, budget=budget)
+            searcher = BookSearcher(book, METRIC, MODE, budget=budget, packing=callback.packing)
             trainable = tune.with_resources(
                 tune.with_parameters(tune_trainable, specs=self.specs), resources
             )
@@ -382,7 +390,7 @@ class _StudiesRun:
                     metric=METRIC,
                     mode=MODE,
                     search_alg=searcher,
-                    scheduler=RungScheduler(book, METRIC),
+                    scheduler=RungScheduler(callback),
                     num_samples=-1,
                     reuse_actors=True,
                     max_concurrent_trials=slots,
@@ -397,6 +405,7 @@ class _StudiesRun:
                     failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
                 ),
             ).fit()
+            searcher.give_back()
             if book.held and (searcher.exhausted or searcher.handed_out == 0):
                 self.recompute_lost()  # then another Tune run reruns the held studies' trials
             elif searcher.exhausted or searcher.handed_out == 0:

@@ -314,6 +314,27 @@ class StudyState:
             self._tell(record)
             self._record_rungs(record)
 
+    def rung_plan(self, key: str) -> list[list[float]] | None:
+        """How a trial handed out now is pruned: ``[[rung, cutoff], ...]`` when its cutoffs are
+        fixed already (reproducible mode: the rungs of the study's earlier batches, all closed
+        before this trial's batch opened), so the trial applies them itself; ``[]`` for a trial
+        never pruned (final stage, no rungs); None when the driver decides at each rung epoch
+        (async mode: the cutoff moves with every score that comes in)."""
+        record = self._record(key)
+        if record is None or record.item.stage != "search" or not self.s.rungs():
+            return []
+        if not self.s.reproducible:
+            return None
+        plan = []
+        for rung in self.s.rungs():
+            seen = [s for b, s in self.rung_scores.get(rung, []) if b < record.batch]
+            if seen:
+                plan.append([rung, self._cutoff(seen)])
+        return plan
+
+    def _cutoff(self, seen: list[float]) -> float:
+        return float(np.nanpercentile(seen, (1 - 1 / self.s.reduction_factor) * 100))
+
     def should_stop(self, key: str, epoch: int, score: float) -> bool:
         """Record a search trial's epoch score; True when it falls below its rung's cutoff."""
         record = self._record(key)
@@ -330,7 +351,7 @@ class StudyState:
             self.rung_scores.setdefault(epoch, []).append((record.batch, float(score)))
         if not seen:
             return False
-        cutoff = float(np.nanpercentile(seen, (1 - 1 / self.s.reduction_factor) * 100))
+        cutoff = self._cutoff(seen)
         stop = not (score >= cutoff)  # a NaN score is below every cutoff
         if stop:
             record.status = "pruning"

@@ -77,6 +77,27 @@ class StudyBook:
             self.hold(study.study_id)
         return study
 
+    def requeue(self, key: str) -> None:
+        """A trial handed out but never run (its pack ended first): back to pending."""
+        self.running.discard(key)
+        study = self.study_of(key)
+        if study is not None:
+            study.requeue(key)
+
+    def runnable(self) -> int | None:
+        """Trials that could be handed out now, or None when unopened studies could add more."""
+        if self._waiting and (not self.max_active or len(self.active) < self.max_active):
+            return None
+        return sum(
+            study.counts().get(f"{stage}.pending", 0)
+            for study in self.active.values()
+            for stage in ("search", "final")
+        )
+
+    def rung_plan(self, key: str) -> list[list[float]] | None:
+        study = self.study_of(key)
+        return study.rung_plan(key) if study is not None else []
+
     def release(self, study_ids=None, error: str = "") -> None:
         """Held studies run again (their data is back), or, with ``error``, fail with it."""
         for study_id in list(self.held if study_ids is None else study_ids):

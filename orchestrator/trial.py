@@ -182,21 +182,94 @@ def _save_probe(
     os.replace(tmp, target)
 
 
+REPORT_SECONDS = 10.0  # a pack reports what it did at least this often (and when it ends)
+
+
+class _Pruned(Exception):
+    """A search trial fell below a rung's cutoff: it stops after reporting that epoch."""
+
+
 def tune_trainable(config: dict[str, Any], specs: dict[str, TrialSpec]) -> None:
-    """What the driver hands Tune (with ``tune.with_parameters(..., specs=...)``): the trial of
-    ``config["study"]``. It lives here, not in the driver's module, so that a trial actor
-    imports only this light module when it starts (the driver's imports Optuna, SciPy and
-    polars: ~2.5 s per new actor on a small machine)."""
-    run_trial(config, specs[config["study"]])
+    """What the driver hands Tune (with ``tune.with_parameters(..., specs=...)``): a pack of
+    trials (``config["pack"]``), or one trial. It lives here, not in the driver's module, so
+    that a trial actor imports only this light module when it starts (the driver's imports
+    Optuna, SciPy and polars: ~2.5 s per new actor on a small machine)."""
+    if "pack" in config:
+        run_pack(config["pack"], specs)
+    else:
+        run_trial(config, specs[config["study"]])
 
 
-def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
-    """Ray Tune function trainable (bound with ``tune.with_parameters``)."""
+def run_pack(items: list[dict[str, Any]], specs: dict[str, TrialSpec], report=None) -> None:
+    """Run several short trials back to back in one Tune trial (``orchestrator/schedule_tune.py``
+    packs them so a slot is not idle between tiny trials).
+
+    What happens is sent as events (``start``, ``epoch`` with the epoch's report, ``done``
+    with the trial's status, error and seconds) in one ``report`` every ``REPORT_SECONDS``,
+    at once when the driver must decide a rung (``item["rungs"] is None``: async mode), and
+    when the pack ends. A trial's error fails that trial only; a lost store entry ends the
+    pack (its events sent first) so the driver recomputes the entry and reruns the rest.
+    """
+    import traceback
+
+    if report is None:
+        from ray import tune
+
+        report = tune.report
+    events: list[dict[str, Any]] = []
+    last = [time.monotonic(), math.nan]  # last report time, last validation score seen
+
+    def flush(force: bool = False) -> None:
+        if events and (force or time.monotonic() - last[0] >= REPORT_SECONDS):
+            report({"events": list(events), "val_score": last[1]})
+            events.clear()
+            last[0] = time.monotonic()
+
+    for item in items:
+        key, rungs = item["key"], item.get("rungs", [])
+        decided = {} if rungs is None else {int(r): float(c) for r, c in rungs}
+        events.append({"event": "start", "key": key, "time": time.time()})
+        started = time.monotonic()
+
+        driver_rungs = rungs is None and item.get("stage") == "search"
+
+        def emit(epoch_report: dict[str, Any], key=key, now=driver_rungs) -> None:
+            events.append({"event": "epoch", "key": key, **epoch_report})
+            last[1] = epoch_report.get("val_score", math.nan)
+            flush(force=now)  # async: the driver's rung decision needs it now
+
+        status, error = "ok", ""
+        try:
+            run_trial(item, specs[item["study"]], emit=emit, cutoffs=decided)
+        except StoreEntryLost:
+            flush(force=True)  # the driver learns which trial lost it (and what ran before)
+            raise
+        except Exception:  # noqa: BLE001 -- this trial fails (a NaN loss, a bug, ...); the pack goes on
+            status, error = "error", traceback.format_exc()[-4000:]
+        events.append({"event": "done", "key": key, "status": status, "error": error,
+                       "seconds": time.monotonic() - started})  # fmt: skip
+        flush()
+    flush(force=True)
+
+
+def run_trial(
+    config: dict[str, Any],
+    spec: TrialSpec,
+    emit=None,
+    cutoffs: dict[int, float] | None = None,
+) -> None:
+    """One trial: ``emit`` (default ``ray.tune.report``) gets each epoch's report. With
+    ``cutoffs`` (rung epoch -> score), a search trial below a rung's cutoff stops after that
+    epoch's report (the driver's own decision, made early: see ``StudyState.rung_plan``)."""
     import torch
-    from ray import tune
 
     from probes import TrainConfig, create_probe, evaluate, fit
 
+    if emit is None:
+        from ray import tune
+
+        emit = tune.report
+    cutoffs = cutoffs or {}
     params, seed = resolve_params(config, spec)
     stage = config.get("stage", spec.stage)
     train_kw, probe_kw = split_params(params)
@@ -249,8 +322,17 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         report["device"] = (
             torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
         )
-        tune.report(report)
+        emit(report)
+        if (
+            stage == "search"
+            and epoch in cutoffs
+            and not (report.get("val_score", math.nan) >= cutoffs[epoch])
+        ):
+            raise _Pruned  # below the rung's cutoff (a NaN score is below every cutoff)
 
-    fit(probe, data["train"], data["valid"], train_config, on_epoch=on_epoch)
+    try:
+        fit(probe, data["train"], data["valid"], train_config, on_epoch=on_epoch)
+    except _Pruned:
+        return
     if stage == "final" and spec.probe_dir:
         _save_probe(spec, probe, int(config.get("config_index", -1)), seed, params)

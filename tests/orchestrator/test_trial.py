@@ -114,13 +114,15 @@ def test_params_split_between_training_and_probe():
 def test_top_configs_prefer_full_runs_then_score_and_skip_nan():
     import polars as pl
 
-    search = pl.DataFrame({
-        "trial_id": ["a", "b", "c", "d", "e"],
-        "status": ["ok", "ok", "error", "ok", "ok"],
-        "epochs": [3, 1, 0, 3, 3],
-        "val_score": [50.0, 90.0, None, 60.0, float("nan")],
-        "param.lr": [1e-3, 1e-2, 1e-4, 3e-3, 5e-3],
-    })
+    search = pl.DataFrame(
+        {
+            "trial_id": ["a", "b", "c", "d", "e"],
+            "status": ["ok", "ok", "error", "ok", "ok"],
+            "epochs": [3, 1, 0, 3, 3],
+            "val_score": [50.0, 90.0, None, 60.0, float("nan")],
+            "param.lr": [1e-3, 1e-2, 1e-4, 3e-3, 5e-3],
+        }
+    )
     assert top_configs(search, k=2, epochs=3) == [{"lr": 3e-3}, {"lr": 1e-3}]
     assert top_configs(search, k=5, epochs=3)[-1] == {"lr": 1e-2}  # pruned trials rank last
     assert top_configs(search.filter(pl.col("status") == "error"), k=1, epochs=3) == []
@@ -134,18 +136,30 @@ def test_final_trial_from_the_schedule_saves_its_probe(stored, monkeypatch, tmp_
     from probes import create_probe, predict
 
     monkeypatch.setattr("ray.tune.report", lambda metrics: None)
-    spec = _spec(stored, "search", probe="linear", probe_dir=str(tmp_path / "probes"),
-                 meta={"backbone": "eat@random-tiny"})
-    config = {"key": "s/final/0-3", "study": "s", "stage": "final", "params": {"lr": 1e-3},
-              "seed": 3, "config_index": 0}
+    spec = _spec(
+        stored,
+        "search",
+        probe="linear",
+        probe_dir=str(tmp_path / "probes"),
+        meta={"backbone": "eat@random-tiny"},
+    )
+    config = {
+        "key": "s/final/0-3",
+        "study": "s",
+        "stage": "final",
+        "params": {"lr": 1e-3},
+        "seed": 3,
+        "config_index": 0,
+    }
     run_trial(config, spec)
     record = torch.load(tmp_path / "probes" / "config-0-seed-3.pt", weights_only=True)
     assert record["format"] == 1 and record["probe"] == "linear"
     assert record["meta"]["seed"] == 3 and record["meta"]["config"] == {"lr": 1e-3}
     assert record["meta"]["backbone"] == "eat@random-tiny"
     init = dict(record["init"])
-    probe = create_probe("linear", embed_dim=init.pop("embed_dim"),
-                         num_classes=init.pop("num_classes"), **init)
+    probe = create_probe(
+        "linear", embed_dim=init.pop("embed_dim"), num_classes=init.pop("num_classes"), **init
+    )
     probe.load_state_dict(record["state_dict"])
     from orchestrator.trial import _probe_data
 
@@ -199,3 +213,64 @@ def test_rot_while_training_stops_the_trial_before_its_next_report(stored, tmp_p
     with pytest.raises(StoreEntryLost, match="changed on disk"):
         run_trial({"params": {"lr": 1e-3}, "seed": 0}, spec)
     assert reports == [1]  # epoch 2 read the changed map: never reported
+
+
+def test_a_pack_runs_its_trials_in_order_prunes_at_cutoffs_and_isolates_a_failure(stored):
+    """One Tune trial, three trials: the first stops itself at its rung's cutoff, the second
+    cannot build its probe (only it fails), the third (final) scores test; one report at the
+    end."""
+    import math
+
+    from orchestrator.trial import run_pack
+
+    spec = _spec(stored, "search", probe="linear")
+    items = [
+        {"key": "s/search/0", "study": "s", "stage": "search", "params": {"lr": 1e-3},
+         "seed": 0, "config_index": -1, "rungs": [[1, 1000.0]]},  # no score reaches it
+        {"key": "s/search/1", "study": "s", "stage": "search", "params": {"bogus_knob": 1},
+         "seed": 0, "config_index": -1, "rungs": []},
+        {"key": "s/final/0-0", "study": "s", "stage": "final", "params": {"lr": 1e-3},
+         "seed": 0, "config_index": 0, "rungs": []},
+    ]  # fmt: skip
+    reports = []
+    run_pack(items, {"s": spec}, report=reports.append)
+    assert len(reports) == 1  # short trials: no report before the pack ends
+    events = reports[0]["events"]
+    by_key = {i["key"]: [e for e in events if e["key"] == i["key"]] for i in items}
+    epochs = {k: [e["epoch"] for e in v if e["event"] == "epoch"] for k, v in by_key.items()}
+    done = {k: v[-1] for k, v in by_key.items()}
+    assert epochs["s/search/0"] == [1]  # pruned by its own cutoff after epoch 1
+    assert done["s/search/0"]["status"] == "ok"
+    assert done["s/search/1"]["status"] == "error" and "bogus_knob" in done["s/search/1"]["error"]
+    assert epochs["s/final/0-0"] == [1, 2, 3] and done["s/final/0-0"]["status"] == "ok"
+    last = [e for e in by_key["s/final/0-0"] if e["event"] == "epoch"][-1]
+    assert 0.0 <= last["test_score"] <= 100.0
+    assert next(e["event"] for e in events if e["key"] == "s/final/0-0") == "start"
+    assert all(d["seconds"] > 0 for d in done.values()) and math.isfinite(reports[0]["val_score"])
+
+
+def test_a_pack_that_loses_its_entry_reports_what_ran_then_raises(stored, tmp_path):
+    from orchestrator.store import EmbeddingStore
+    from orchestrator.trial import StoreEntryLost, run_pack
+    from tests.orchestrator.test_store_heal import flip_in_place
+
+    mine = _own_store(stored, tmp_path)
+    spec = _spec(mine, "search", probe="linear")
+    entry = Path(EmbeddingStore(spec.store_url).entry(spec.keys["train"]))
+    items = [
+        {"key": f"s/search/{n}", "study": "s", "stage": "search", "params": {"lr": 1e-3},
+         "seed": 0, "config_index": -1, "rungs": []}
+        for n in range(3)
+    ]  # fmt: skip
+    reports = []
+
+    def report(metrics):
+        reports.append(metrics)
+
+    run_pack(items[:1], {"s": spec}, report=report)  # this worker caches the splits
+    flip_in_place(entry / "tokens.npy")
+    reports.clear()
+    with pytest.raises(StoreEntryLost):
+        run_pack(items, {"s": spec}, report=report)
+    events = [e for r in reports for e in r["events"]]
+    assert events == [{"event": "start", "key": "s/search/0", "time": events[0]["time"]}]
