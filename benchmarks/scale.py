@@ -174,7 +174,8 @@ def one(
     from orchestrator.runner import run_studies
     from orchestrator.tracking import SweepTracker
 
-    out = root / f"out-{n_studies}-{'mlflow' if mlflow else 'none'}"
+    # one folder per row: MLflow caches its sqlite engine by URI, so a path is never reused
+    out = root / f"out-{n_studies}-{'mlflow' if mlflow else 'none'}-pack{pack_seconds:g}"
     overrides = [
         *OVERRIDES,
         f"ray.max_concurrent_trials={slots}",
@@ -312,7 +313,8 @@ def main() -> None:
         for mlflow in variants:
             for pack in packs:
                 shutil.rmtree(
-                    root / f"out-{n}-{'mlflow' if mlflow else 'none'}", ignore_errors=True
+                    root / f"out-{n}-{'mlflow' if mlflow else 'none'}-pack{pack:g}",
+                    ignore_errors=True,
                 )
                 row = one(n, args.slots, root, extracted, mlflow, args.epochs, pack)
                 table.append({"studies": n, "pack s": pack, **row})

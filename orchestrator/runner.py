@@ -370,7 +370,8 @@ class _StudiesRun:
 
     def _tune_runs(self, book: StudyBook, callback, slots: int, resources: dict) -> None:
         """Tune runs over the book until every study is done (a new run every
-        ``UNMUTE_TRIALS_PER_TUNE_RUN`` trials, and after recomputing lost store entries)."""
+        ``UNMUTE_TRIALS_PER_TUNE_RUN`` Tune trials (packs), and after recomputing lost store
+        entries)."""
         from ray import tune
 
         from orchestrator.schedule_tune import BookSearcher, RungScheduler

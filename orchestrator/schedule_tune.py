@@ -220,7 +220,7 @@ class ScheduleCallback(Callback):
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._pack(trial)
 
-    def _start(self, pack: _Pack, config: dict[str, Any]) -> None:
+    def _start(self, pack: _Pack, config: dict[str, Any], when: float | None = None) -> None:
         pack.started.add(config["key"])
         if self.tracker is not None:
             self.record(
@@ -230,6 +230,7 @@ class ScheduleCallback(Callback):
                 config["stage"],
                 {**config["params"], "seed": config["seed"]},
                 {**self.trial_tags(config["study"]), "seed": config["seed"]},
+                when,
             )
 
     def process(self, trial, result: dict) -> bool:
@@ -244,7 +245,7 @@ class ScheduleCallback(Callback):
                 continue
             kind = event.get("event")
             if kind == "start" or key not in pack.started:
-                self._start(pack, config)
+                self._start(pack, config, event.get("time"))
             if kind == "epoch":
                 pack.last[key] = event
                 epoch = int(event.get("epoch", 0) or 0)
@@ -266,12 +267,19 @@ class ScheduleCallback(Callback):
                 if event.get("status") == "error":
                     log.warning("trial %s failed: %s", key, first_line(error))
                     self.failed.append(key)
-                    self._finish(pack, config, "error", error)
+                    self._finish(pack, config, "error", error, event.get("time"))
                 else:
-                    self._finish(pack, config, "ok")
+                    self._finish(pack, config, "ok", when=event.get("time"))
         return stop
 
-    def _finish(self, pack: _Pack, config: dict[str, Any], status: str, error: str = "") -> None:
+    def _finish(
+        self,
+        pack: _Pack,
+        config: dict[str, Any],
+        status: str,
+        error: str = "",
+        when: float | None = None,
+    ) -> None:
         key = config["key"]
         pack.done.add(key)
         if key not in pack.started:
@@ -288,6 +296,7 @@ class ScheduleCallback(Callback):
                 key,
                 "FAILED" if status == "error" else "FINISHED",
                 error,
+                when,
             )
         study, row = self.book.finish(key, status, metrics, error)
         if row is None:

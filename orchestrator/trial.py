@@ -247,7 +247,7 @@ def run_pack(items: list[dict[str, Any]], specs: dict[str, TrialSpec], report=No
         except Exception:  # noqa: BLE001 -- this trial fails (a NaN loss, a bug, ...); the pack goes on
             status, error = "error", traceback.format_exc()[-4000:]
         events.append({"event": "done", "key": key, "status": status, "error": error,
-                       "seconds": time.monotonic() - started})  # fmt: skip
+                       "seconds": time.monotonic() - started, "time": time.time()})  # fmt: skip
         flush()
     flush(force=True)
 

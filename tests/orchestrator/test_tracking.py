@@ -218,3 +218,15 @@ def test_sweep_id_and_ui_hint(tmp_path: Path) -> None:
         ui_hint("http://10.0.0.1:5000/", "7")
         == "MLflow UI: open http://10.0.0.1:5000/#/experiments/7"
     )
+
+
+def test_a_packed_trial_keeps_its_worker_start_and_end_times(tmp_path: Path) -> None:
+    """A trial of a pack reaches the driver after it ran: its run carries the worker's times,
+    so durations in the MLflow UI are the trial's, not the report's."""
+    t = tracker(tmp_path)
+    key = "s1/search/0"
+    t.trial_started("s1", key, "search", {"lr": 0.1}, STUDY_TAGS, start_time=1_700_000_000.25)
+    t.trial_finished(key, "FINISHED", end_time=1_700_000_003.5)
+    (run,) = runs(tmp_path, f"tags.trial_key = '{key}'")
+    assert run.info.start_time == 1_700_000_000_250
+    assert run.info.end_time == 1_700_000_003_500
