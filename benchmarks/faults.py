@@ -2,7 +2,7 @@
 start it twice; then re-run and measure what was lost.
 
     python benchmarks/faults.py [--faults generation,extraction,search,final,report,store,
-                                          rot-live,twice] [--workdir DIR] [--keep]
+                                          rot-live,worker,twice] [--workdir DIR] [--keep]
 
 Every fault runs the same small sweep command in a subprocess (its own process group, a private
 local Ray, its own store, node cache and MLflow store), decides the stage by watching the output
@@ -14,7 +14,9 @@ had not finished: their MLflow run's ``restarts`` tag, plus runs left KILLED), f
 run twice (target 0), result rows lost and rows whose numbers differ (target 0; equality needs
 the reproducible mode), MLflow runs left RUNNING and whether ``selected=true`` runs match the
 result rows. ``rot-live`` rots the store while the sweep's trials read it and does not kill:
-the same sweep must heal it and finish with the undisturbed results.
+the same sweep must heal it and finish with the undisturbed results. ``worker`` SIGKILLs the
+sweep's trial workers (Ray Tune's ``ImplicitFunc`` actors, each running a pack of trials) once
+the search stage shows, and does not kill the sweep: it must retry and finish by itself.
 
 ``tests/orchestrator/test_faults.py`` runs the same harness under pytest.
 """
@@ -53,7 +55,7 @@ TINY = [
 COMPARED = ("score", "val_score", "lr", "weight_decay", "probe_hparams", "config_index")
 KEYS = ("backbone", "dataset", "probe", "seed")
 STAGES = ("generation", "extraction", "search", "final", "report")
-FAULTS = (*STAGES, "store", "rot-live", "twice")
+FAULTS = (*STAGES, "store", "rot-live", "worker", "twice")
 
 
 def reproducible_override() -> list[str]:
@@ -305,6 +307,20 @@ def inject(fault: str, workdir: Path, clean: Run) -> Outcome:
             f"{outcome.trials_redone} trials that read them reran"
         )
         return outcome
+    if fault == "worker":  # trial workers die mid-search; the same sweep must finish
+        proc = run.start("rerun")
+        t0, killed = time.monotonic(), 0
+        while proc.poll() is None and not killed:
+            try:
+                if DETECT["search"](run):
+                    killed = _kill_trial_workers(proc.pid)
+            except OSError:
+                pass
+            time.sleep(0.05)
+        rc = proc.wait(timeout=900)
+        outcome = assess(fault, killed > 0, rc, time.monotonic() - t0, run, clean.out)
+        outcome.notes.append(f"{killed} trial worker processes killed")
+        return outcome
     if fault == "twice":  # a second sweep on the same folder while the first runs
         first = run.start("first")
         while first.poll() is None and not (run.out / ".sweep.lock").exists():
@@ -318,6 +334,21 @@ def inject(fault: str, workdir: Path, clean: Run) -> Outcome:
             outcome.notes.append(f"second sweep exit {rc2}, expected 2")
         return outcome
     raise ValueError(f"unknown fault {fault!r}; valid: {', '.join(FAULTS)}")
+
+
+def _kill_trial_workers(pid: int) -> int:
+    """SIGKILL the Tune trial actors below process ``pid`` (the sweep); how many."""
+    import psutil
+
+    killed = 0
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if "ImplicitFunc" in " ".join(child.cmdline()) or "ImplicitFunc" in child.name():
+                child.kill()
+                killed += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return killed
 
 
 def _rot(store: Path) -> bool:

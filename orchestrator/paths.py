@@ -47,9 +47,9 @@ def cluster_reason(address: str = "") -> str:
         return "running as a Ray job"
     if in_job_copy(os.getcwd()):
         return "running inside a Ray job's working-dir copy"
-    if address:
+    if address and address != "local":  # "local": Ray starts a private instance here
         return f"connecting to the Ray cluster at {address}"
-    if os.environ.get("RAY_ADDRESS"):
+    if os.environ.get("RAY_ADDRESS", "local") != "local":
         return f"RAY_ADDRESS={os.environ['RAY_ADDRESS']}"
     return ""
 

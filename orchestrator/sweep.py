@@ -206,7 +206,7 @@ def _run_locked(cfg, sync) -> int:
         }
         marker.write_text(json.dumps(state, indent=2) + "\n")
     started_at = time.monotonic()
-    if cfg.ray.address:
+    if cfg.ray.address not in ("", "local"):  # "local": a private Ray on this machine
         _warn_local_paths(cfg)
     failed: list[str] = []
     artifacts = None

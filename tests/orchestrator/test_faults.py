@@ -9,7 +9,8 @@ dependent and only the row set is compared), no finished trial run twice, no MLf
 RUNNING, ``selected=true`` runs equal to the result rows, no temp folders left behind.
 Each case is one or two tiny sweeps (about a minute each on an idle 2-core machine);
 ``UNMUTE_FAULTS=search,store`` runs a subset (``rot-live``: the store rots while trials read
-it; the same sweep heals it and must end with the undisturbed results).
+it; the same sweep heals it and must end with the undisturbed results; ``worker``: the
+sweep's trial workers are SIGKILLed mid-search and the same sweep must finish by itself).
 """
 
 from __future__ import annotations

@@ -34,6 +34,17 @@ def test_laptop_keeps_the_relative_layout(tmp_path):
     assert paths.locations(cfg).cluster == ""
 
 
+@pytest.mark.parametrize("how", ["env", "override"])
+def test_address_local_is_a_private_ray_not_a_cluster(how, monkeypatch, tmp_path):
+    """``RAY_ADDRESS=local`` (Ray's own word for "start one here") keeps the laptop layout."""
+    overrides = ["ray.address=local"] if how == "override" else []
+    if how == "env":
+        monkeypatch.setenv("RAY_ADDRESS", "local")
+    cfg = load("quickstart", overrides, build_probes=False)
+    assert cfg.out_dir == tmp_path / "outputs" / "quickstart"
+    assert paths.locations(cfg).cluster == ""
+
+
 @pytest.mark.parametrize("how", ["job", "address", "override", "job_copy"])
 def test_on_a_cluster_everything_resolves_under_the_stable_root(how, monkeypatch, tmp_path):
     overrides = []
