@@ -10,7 +10,8 @@ folder (files that exist under both the old and the new scheduler: generated-dat
 store manifests, Tune ``result.json`` files, ``studies/*/final.parquet``, ``report/``), SIGKILLs
 the group, re-runs the same command and compares with one undisturbed run. Printed per fault:
 time to recover (the re-run's wall time), trials redone (trial runs that were rerun because they
-had not finished: their MLflow run's ``restarts`` tag, plus runs left KILLED), finished trials
+had not finished: their MLflow run's ``restarts`` tag, plus runs left KILLED), trials recorded
+as failed (target 0: a fault is not the trial's fault), finished trials
 run twice (target 0), result rows lost and rows whose numbers differ (target 0; equality needs
 the reproducible mode), MLflow runs left RUNNING and whether ``selected=true`` runs match the
 result rows. ``rot-live`` rots the store while the sweep's trials read it and does not kill:
@@ -191,6 +192,16 @@ def results(out: Path) -> dict[tuple, dict[str, str]]:
     return {tuple(r[k] for k in KEYS): {c: r.get(c, "") for c in COMPARED} for r in rows}
 
 
+def failed_trials(out: Path) -> int:
+    """Trials the driver's ledgers record as failed (a fault must not fail a trial)."""
+    import polars as pl
+
+    return sum(
+        pl.read_parquet(path, columns=["status"])["status"].to_list().count("error")
+        for path in out.glob("studies/*/trials.parquet")
+    )
+
+
 def mlflow_state(out: Path) -> dict[str, int]:
     """Trial runs by status, finished trials run twice, RUNNING runs, selected vs final runs."""
     from mlflow.tracking import MlflowClient
@@ -228,6 +239,7 @@ class Outcome:
     rc: int
     recover_s: float
     trials_redone: int
+    trials_failed: int
     finished_twice: int
     rows: int
     rows_lost: int
@@ -248,6 +260,7 @@ def assess(fault: str, hit: bool, rc: int, seconds: float, run: Run, clean: Path
         rc=rc,
         recover_s=round(seconds, 1),
         trials_redone=state["killed"] + state["restarted"],
+        trials_failed=failed_trials(run.out),
         finished_twice=state["finished_twice"],
         rows=len(got),
         rows_lost=len(set(want) - set(got)),
@@ -369,13 +382,14 @@ def _rot(store: Path) -> bool:
 
 
 def table(outcomes: list[Outcome]) -> str:
-    head = ("fault", "hit", "exit", "recover s", "redone", "fin x2", "rows", "lost", "differ",
-            "RUNNING", "selected", "temps")  # fmt: skip
+    head = ("fault", "hit", "exit", "recover s", "redone", "failed", "fin x2", "rows", "lost",
+            "differ", "RUNNING", "selected", "temps")  # fmt: skip
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for o in outcomes:
         lines.append(" | ".join(str(v) for v in (
-            o.fault, o.hit, o.rc, o.recover_s, o.trials_redone, o.finished_twice, o.rows,
-            o.rows_lost, o.rows_differ, o.running_left, o.selected_ok, o.temp_left)))  # fmt: skip
+            o.fault, o.hit, o.rc, o.recover_s, o.trials_redone, o.trials_failed,
+            o.finished_twice, o.rows, o.rows_lost, o.rows_differ, o.running_left, o.selected_ok,
+            o.temp_left)))  # fmt: skip
     return "\n".join(lines)
 
 

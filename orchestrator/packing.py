@@ -40,6 +40,7 @@ class Packing:
         self.max_items = max_items
         self.measured: dict[tuple, float] = {}  # (cost key, stage) -> seconds (moving average)
         self.solo: set[str] = set()  # trial keys that run alone from now on
+        self.deaths: dict[str, int] = {}  # trial key -> times its worker died while it ran
         self.live = 0  # packs handed out and not ended
         self.sizes: list[int] = []
 

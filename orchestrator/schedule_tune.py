@@ -30,6 +30,10 @@ from orchestrator.studybook import StudyBook
 log = logging.getLogger(__name__)
 
 LOST = "StoreEntryLost"  # orchestrator.trial.StoreEntryLost, as it appears in a trial's error
+# a trial's worker process died (Ray's words for it), unless it never started (an import error)
+DIED = ("ActorDiedError", "ActorUnavailableError", "worker process has died")
+NOT_A_DEATH = ("failed to import on the worker",)
+MAX_DEATHS = 2  # a trial whose worker died this often reruns; once more, it fails
 
 
 class BookSearcher(Searcher):
@@ -343,14 +347,40 @@ class ScheduleCallback(Callback):
             if study is not None:
                 self.on_lost(study, error)
             return
-        if len(left) > 1:  # the worker died in one of them (which is not known): each alone
+        died = any(m in error for m in DIED) and not any(m in error for m in NOT_A_DEATH)
+        if died:  # the worker process died (killed, OOM, segfault, its node lost)
+            for config in left:
+                self.packing.deaths[config["key"]] = self.packing.deaths.get(config["key"], 0) + 1
+            again = [c for c in left if self.packing.deaths[c["key"]] <= MAX_DEATHS]
+            if again:  # which trial killed it is not known: each reruns alone
+                log.warning(
+                    "a worker died running %d trial(s) (%s; full error: %s); %s rerun one at a time",
+                    len(left),
+                    first_line(error),
+                    where,
+                    ", ".join(c["key"] for c in again),
+                )
+            for config in again:
+                self.packing.solo.add(config["key"])
+                self._rerun(pack, config, error)
+            left = [c for c in left if c not in again]
+            for config in left:  # its worker died each time it ran: it fails
+                error_text = (
+                    f"its worker died {self.packing.deaths[config['key']]} times while it ran "
+                    f"(out of memory? a crash?); the last error:\n{error}"
+                )
+                log.warning("trial %s failed: %s (full error: %s)", config["key"],
+                            first_line(error), where)  # fmt: skip
+                self.failed.append(config["key"])
+                self._finish(pack, config, "error", error_text)
+            return
+        if len(left) > 1:  # an error outside the trials' own code: each reruns alone
             log.warning(
-                "a worker running %d trials died (%s; full error: %s); they rerun one at a "
-                "time: %s",
+                "a Tune trial running %d trials failed (%s; full error: %s); they rerun one "
+                "at a time",
                 len(left),
                 first_line(error),
                 where,
-                ", ".join(c["key"] for c in left),
             )
             for config in left:
                 self.packing.solo.add(config["key"])

@@ -46,6 +46,7 @@ def test_sweep_survives_fault(fault, reference):
     assert o.rc == 0, tail
     assert o.rows_lost == 0 and o.rows > 0, tail
     assert o.finished_twice == 0, f"{o.finished_twice} finished trials were run again"
+    assert o.trials_failed == 0, f"{o.trials_failed} trials recorded as failed: {tail}"
     assert o.running_left == 0, f"{o.running_left} MLflow runs left RUNNING"
     assert o.selected_ok, "selected=true runs differ from the result rows"
     assert o.temp_left == 0, "temporary folders left behind"

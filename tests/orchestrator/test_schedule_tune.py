@@ -156,7 +156,8 @@ def test_a_dead_worker_reruns_its_unfinished_trials_one_at_a_time():
     _, packing, callback, searcher, rows, _ = make(n_studies=1, slots=1)
     packing.observe("s0", "search", 0.01)
     scheduler = RungScheduler(callback)
-    trial = FakeTrial(searcher.suggest("a"), error="ray.exceptions.ActorDiedError: died")
+    died = "ray.exceptions.ActorDiedError: The actor died unexpectedly"
+    trial = FakeTrial(searcher.suggest("a"), error=died)
     callback.on_trial_start(0, [], trial)
     first, *rest = trial.config["pack"]
     scheduler.on_trial_result(None, trial, {"events": events_for(first), "done": False})
@@ -165,12 +166,30 @@ def test_a_dead_worker_reruns_its_unfinished_trials_one_at_a_time():
     assert callback.failed == []  # nobody knows which trial killed the worker
     again = [searcher.suggest(str(i)) for i in range(len(rest))]
     assert [[c["key"] for c in p["pack"]] for p in again] == [[c["key"]] for c in rest]
-    # alone, the one that dies again fails with the worker's error
-    lone = FakeTrial(again[0], error="ray.exceptions.ActorDiedError: died again")
-    callback.on_trial_start(0, [], lone)
-    callback.on_trial_error(0, [], lone)
+    # alone, the trial whose worker keeps dying reruns once more, then fails
+    culprit = again[0]
+    for attempt in range(2):
+        lone = FakeTrial(culprit, error=f"{died} (attempt {attempt})")
+        callback.on_trial_start(0, [], lone)
+        callback.on_trial_error(0, [], lone)
+        if attempt == 0:
+            assert callback.failed == []
+            culprit = searcher.suggest("again")
+            assert [c["key"] for c in culprit["pack"]] == [rest[0]["key"]]
     assert callback.failed == [rest[0]["key"]]
-    assert rows[-1]["status"] == "error" and "died again" in rows[-1]["error"]
+    assert rows[-1]["status"] == "error" and "died 3 times" in rows[-1]["error"]
+
+
+def test_an_error_that_is_not_a_dead_worker_fails_a_lone_trial_at_once():
+    _, _, callback, searcher, rows, _ = make(n_studies=1, slots=1)
+    trial = FakeTrial(
+        searcher.suggest("a"),
+        error="RuntimeError: The actor with name ImplicitFunc failed to import on the worker",
+    )
+    assert len(trial.config["pack"]) == 1
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_error(0, [], trial)
+    assert callback.failed == [trial.config["pack"][0]["key"]] and rows[-1]["status"] == "error"
 
 
 def test_a_pack_that_lost_its_store_entry_holds_the_study_and_requeues_the_rest():
