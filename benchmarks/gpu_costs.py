@@ -42,7 +42,7 @@ def main() -> None:
         lengths = torch.full((args.batch,), wave.shape[1], dtype=torch.long, device=dev)
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
 
-        def step() -> None:
+        def step(bb=bb) -> None:  # bound now: `del bb` below ends each encoder's turn
             with torch.no_grad():
                 if ctx is not None:
                     with ctx:

@@ -31,9 +31,6 @@ _LAZY = {
     "evaluate": "probes.train",
     "fit": "probes.train",
     "predict": "probes.train",
-    "CheckpointError": "probes.checkpoint",
-    "load_probe": "probes.checkpoint",
-    "save_probe": "probes.checkpoint",
 }
 
 __all__ = sorted(_LAZY)  # noqa: PLE0605 - the lazy names
