@@ -13,14 +13,18 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-COSTS = Path(__file__).resolve().parent.parent / "benchmarks" / "costs.json"
+# A checkout's benchmarks/costs.json, else the copy an installed wheel carries (setup.py).
+_CHECKOUT_COSTS = Path(__file__).resolve().parent.parent / "benchmarks" / "costs.json"
+COSTS = (
+    _CHECKOUT_COSTS if _CHECKOUT_COSTS.exists() else Path(__file__).resolve().parent / "costs.json"
+)
 EMBED_DIM = {"base": 768, "tiny": 64}
 FP16 = 2
 EVAL_FRACTION = 1 / 3  # a forward-only evaluation step costs about a third of a training step
 
 
 def load_costs(path: Path = COSTS) -> dict:
-    """The unit-cost table ({} when the file is missing, e.g. an installed package)."""
+    """The unit-cost table ({} when the file is missing)."""
     return json.loads(path.read_text()) if path.exists() else {}
 
 

@@ -29,7 +29,7 @@ CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.
 RAY_KINDS = set(CRD_FILES)
 K8S_VERSION = "1.32.0"  # the oldest Kubernetes the manifests target (KubeRay v1.7 supports it)
 OVERLAYS = {"cpu-smoke": "quickstart", "gpu": "full_benchmark"}
-KUSTOMIZATIONS = ["base", "base/cluster", *(f"overlays/{o}" for o in OVERLAYS)]
+KUSTOMIZATIONS = ["namespace", "base", "base/cluster", *(f"overlays/{o}" for o in OVERLAYS)]
 PLACEHOLDER = "REPLACE_ME"
 # Kubernetes objects, not kustomize inputs (kustomization files, JSON patches).
 MANIFEST_FILES = sorted(
@@ -204,18 +204,60 @@ def test_ray_and_python_versions_agree():
                 assert _cluster_spec(doc)["rayVersion"] == args["RAY_VERSION"], path
 
 
-def test_dockerfile_builds_the_wheel_on_the_ray_image_as_non_root():
+def _stages() -> dict[str, tuple[str, str]]:
+    """Dockerfile stage name -> (base image, the stage's text)."""
     text = (ROOT / "Dockerfile").read_text()
-    froms = re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)
-    assert len(froms) == 2, "multi-stage: one stage builds the wheel, one installs it"
-    assert all(f == "rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-gpu" for f in froms)
-    assert "pip wheel" in text and "pip install" in text
-    user = re.findall(r"^USER (\S+)", text, flags=re.MULTILINE)
-    assert user and user[-1].split(":")[0] not in ("0", "root")
+    parts = re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
+    return {p.split()[2]: (p.split()[0], p) for p in parts}
+
+
+def test_dockerfile_images_are_slim_cached_and_non_root():
+    stages = _stages()
+    assert list(stages) == ["wheel", "server", "runtime"], "the runtime image is the default"
+    assert stages["wheel"][0].startswith("python:"), "a pure-Python wheel needs no CUDA image"
+    assert stages["server"][0].startswith("python:"), "MLflow runs on a slim image"
+    assert stages["runtime"][0] == "rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-gpu"
+    assert "pip wheel" in stages["wheel"][1] and "benchmarks/costs.json" in stages["wheel"][1]
+    for name in ("server", "runtime"):
+        body = stages[name][1]
+        user = re.findall(r"^USER (\S+)", body, flags=re.MULTILINE)
+        assert user and user[-1].split(":")[0] not in ("0", "root"), name
+        assert "constraints.txt" in body, f"{name}: versions from the lock"
+        assert "--mount=type=cache" in body, f"{name}: pip's cache survives builds"
+    runtime = stages["runtime"][1]
+    # A new commit must not re-run the dependency install: GIT_SHA comes after every pip.
+    assert runtime.index("ARG GIT_SHA") > runtime.rindex("pip install")
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ignore[ignore.index("**") if "**" in ignore else 0] == "**", "ignore all, then allow"
-    for needed in ("setup.py", "pyproject.toml", "sweeps/**", "orchestrator/**"):
+    for needed in ("setup.py", "pyproject.toml", "sweeps/**", "orchestrator/**",
+                   "constraints.txt", "benchmarks/costs.json"):  # fmt: skip
         assert f"!{needed}" in ignore
+
+
+def test_constraints_lock_every_dependency_at_pyprojects_pins():
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = _pyproject()["project"]
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    locked = {}
+    for line in lines:
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            locked[canonicalize_name(name)] = version
+    for dep in project["dependencies"] + project["optional-dependencies"]["server"]:
+        req = Requirement(dep)
+        name = canonicalize_name(req.name)
+        assert name in locked, f"constraints.txt lacks {req.name}"
+        assert req.specifier.contains(locked[name]), (dep, locked[name])
+
+
+def test_third_party_images_are_pinned():
+    for doc in render("overlays/gpu"):
+        for image in re.findall(r"'image': '([^']+)'", str(doc)):
+            if "unmute-bench" not in image:
+                tag = image.rsplit(":", 1)[-1]
+                assert re.match(r"(RELEASE\.|\d+\.\d+)", tag), f"{image} floats"
 
 
 @needs_kustomize
@@ -225,7 +267,10 @@ def test_images_carry_the_package_version(overlay):
     for doc in render(f"overlays/{overlay}"):
         for image in re.findall(r"'image': '([^']+)'", str(doc)):
             if "unmute-bench" in image:
-                assert image.endswith(f"unmute-bench:{version}"), (doc["metadata"]["name"], image)
+                assert re.search(rf"unmute-bench(-server)?:{re.escape(version)}$", image), (
+                    doc["metadata"]["name"],
+                    image,
+                )
 
 
 @needs_kustomize
@@ -323,8 +368,7 @@ def test_environment_is_one_shared_definition(overlay):
     ]
     job = _one(docs, "RayJob")
     cluster = _one(render("base/cluster"), "RayCluster")
-    stage = _one(docs, "Job", "unmute-bench-stage")
-    pods = [*_pod_templates(job), *_pod_templates(cluster), ("stage", stage["spec"]["template"])]
+    pods = [*_pod_templates(job), *_pod_templates(cluster)]
     for role, template in pods:
         spec = template["spec"]
         for c in spec.get("initContainers", []) + spec["containers"]:
@@ -332,7 +376,8 @@ def test_environment_is_one_shared_definition(overlay):
                 continue  # KubeRay's `ray job submit`: talks to the dashboard only
             assert c.get("envFrom") == expected, (role, c["name"])
             extra = {e["name"] for e in c.get("env", [])}
-            assert extra <= {"TMPDIR", "HF_HOME"}, f"{role}/{c['name']}: put {extra} in the ConfigMap"
+            allowed = {"TMPDIR", "HF_HOME", "RAY_AUTH_TOKEN"}  # scratch; the token to check it
+            assert extra <= allowed, f"{role}/{c['name']}: put {extra} in the ConfigMap"
 
 
 @needs_kustomize
@@ -390,11 +435,147 @@ def test_mlflow_server_uses_postgres_and_proxied_s3_artifacts():
     env = _one(docs, "ConfigMap", "unmute-bench-env")["data"]
     server = _one(docs, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
     args = " ".join(server["args"])
-    assert "--serve-artifacts" in args and "--artifacts-destination=$(UNMUTE_HOME)/" in args
+    assert "--serve-artifacts" in args and '--artifacts-destination="$UNMUTE_HOME/' in args
     assert env["UNMUTE_HOME"].startswith("s3://")
     uri = next(e for e in server["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI")
     assert uri["valueFrom"]["secretKeyRef"]["name"] == "unmute-bench-postgres"
     template = yaml.safe_load((K8S / "secrets" / "postgres.template.yaml").read_text())
     assert template["stringData"]["uri"].startswith("postgresql://")
-    assert _one(docs, "StatefulSet", "postgres")["spec"]["volumeClaimTemplates"]
+    volumes = _one(docs, "StatefulSet", "postgres")["spec"]["template"]["spec"]["volumes"]
+    claim = next(v["persistentVolumeClaim"]["claimName"] for v in volumes)
+    assert claim in {d["metadata"]["name"] for d in render("namespace")}, "outlives the overlay"
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+
+
+def _quantity(value: str | int) -> float:
+    """A Kubernetes quantity in base units (CPUs, bytes)."""
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    text = str(value)
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def _pods_of(docs) -> list[tuple[str, dict, int]]:
+    """(name, pod spec, replicas) of every pod an overlay starts with, RayJob pods included."""
+    pods = []
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "StatefulSet"):
+            pods.append((doc["metadata"]["name"], doc["spec"]["template"]["spec"], 1))
+        elif doc["kind"] == "RayJob":
+            spec = doc["spec"]["rayClusterSpec"]
+            pods.append(("head", spec["headGroupSpec"]["template"]["spec"], 1))
+            pods += [(g["groupName"], g["template"]["spec"], g["replicas"])
+                     for g in spec["workerGroupSpecs"]]  # fmt: skip
+            pods.append(("submitter", doc["spec"]["submitterPodTemplate"]["spec"], 1))
+    return pods
+
+
+def _requests(pod: dict) -> tuple[float, float]:
+    """(CPUs, bytes) a pod requests: its containers, or its largest init container."""
+
+    def total(containers):
+        cpu = sum(_quantity(c["resources"]["requests"].get("cpu", 0)) for c in containers)
+        mem = sum(_quantity(c["resources"]["requests"].get("memory", 0)) for c in containers)
+        return cpu, mem
+
+    main = total(pod["containers"])
+    inits = [total([c]) for c in pod.get("initContainers", [])]
+    return max([main[0], *(i[0] for i in inits)]), max([main[1], *(i[1] for i in inits)])
+
+
+@needs_kustomize
+def test_cpu_smoke_fits_a_laptop_cluster():
+    pods = _pods_of(render("overlays/cpu-smoke"))
+    cpu = sum(_requests(p)[0] * n for _, p, n in pods)
+    mem = sum(_requests(p)[1] * n for _, p, n in pods)
+    assert cpu <= 2.0 and mem <= 6 * 2**30, f"{cpu:.2f} CPUs, {mem / 2**30:.1f} GiB requested"
+
+
+@needs_kustomize
+def test_gpu_overlay_asks_no_node_for_hundreds_of_gib_of_disk():
+    for name, pod, _ in _pods_of(render("overlays/gpu")):
+        for c in pod["containers"] + pod.get("initContainers", []):
+            asked = c["resources"].get("requests", {}).get("ephemeral-storage", "0")
+            assert _quantity(asked) <= 50 * 2**30, (name, c["name"], asked)
+        for volume in pod.get("volumes", []):
+            size = volume.get("emptyDir", {}).get("sizeLimit", "0")
+            assert _quantity(size) <= 50 * 2**30, (name, volume)
+
+
+@needs_kustomize
+def test_rayjob_has_deadlines_and_its_own_names():
+    job = _one(render("overlays/gpu"), "RayJob")
+    assert 0 < job["spec"]["preRunningDeadlineSeconds"] < job["spec"]["activeDeadlineSeconds"]
+    waits = job["spec"]["submitterPodTemplate"]["spec"]["initContainers"]
+    assert "deadline" in next(c for c in waits if c["name"] == "wait-for-mlflow")["args"][0]
+    cluster = _one(render("base/cluster"), "RayCluster")
+    assert cluster["metadata"]["name"] != job["metadata"]["name"], "one head Service each"
+    assert cluster["metadata"]["namespace"] == job["metadata"]["namespace"] == "unmute-bench"
+    assert not [d for k in ("base", "base/cluster") for d in render(k) if d["kind"] == "Job"]
+
+
+def _placeholder_checks(docs) -> list[tuple[str, list[str], str]]:
+    """(container, shell, check) of every container that refuses placeholder Secrets."""
+    found = []
+    for name, pod, _ in _pods_of(docs):
+        for c in pod["containers"] + pod.get("initContainers", []):
+            script = " ".join(c.get("args", []))
+            if "REPLACE_ME" in script:
+                start = script.index("bad=")
+                check = script[start : script.index("exit 1; fi", start) + 10]
+                found.append((f"{name}/{c['name']}", c["command"], check))
+    return found
+
+
+@needs_kustomize
+def test_placeholder_secrets_are_refused_at_start():
+    checks = _placeholder_checks(render("overlays/gpu"))
+    # Every Secret's values reach at least one check: the Ray token (head, submitter), the S3
+    # keys (head, submitter), PostgreSQL's password (postgres) and uri (mlflow).
+    assert {c[0] for c in checks} >= {"head/check-secrets", "submitter/stage", "postgres/postgres",
+                                      "mlflow/mlflow"}, checks  # fmt: skip
+    clean = {"PATH": os.environ["PATH"], "RAY_AUTH_TOKEN": "0f3a"}
+    for where, shell, check in checks:
+        ok = subprocess.run([*shell, check], env=clean, capture_output=True, text=True, check=False)
+        assert ok.returncode == 0, (where, ok.stderr)
+        bad = subprocess.run([*shell, check], env={**clean, "RAY_AUTH_TOKEN": "REPLACE_ME_ray"},
+                             capture_output=True, text=True, check=False)  # fmt: skip
+        assert bad.returncode == 1 and "RAY_AUTH_TOKEN" in bad.stderr, (where, bad.stderr)
+        assert "k8s/secrets" in bad.stderr and "REPLACE_ME_ray" not in bad.stderr
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        value = labels.get(expr["key"])
+        if expr["operator"] == "Exists" and value is None:
+            return False
+        if expr["operator"] == "In" and value not in expr["values"]:
+            return False
+    return True
+
+
+@needs_kustomize
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_deny_by_default_and_open_each_service(overlay):
+    docs = render(f"overlays/{overlay}")
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert any(p["spec"]["podSelector"] == {} and "ingress" not in p["spec"] for p in policies)
+    for service in (d for d in docs if d["kind"] == "Service"):
+        labels = service["spec"]["selector"]
+        allowing = [p for p in policies if p["spec"].get("ingress")
+                    and _selects(p["spec"]["podSelector"], labels)]  # fmt: skip
+        assert allowing, f"nothing may reach Service {service['metadata']['name']}"
+    postgres = next(p for p in policies if p["spec"].get("ingress") and _selects(
+        p["spec"]["podSelector"], {"app.kubernetes.io/name": "postgres"}))  # fmt: skip
+    (rule,) = postgres["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}}]
+    ray = {"ray.io/cluster": "x", "app.kubernetes.io/part-of": "unmute-bench"}
+    for name, pod, _ in _pods_of(docs):
+        env = [e for c in pod["containers"] for e in c.get("envFrom", [])]
+        assert {"secretRef": {"name": "unmute-bench-minio-root"}} not in env or name == "minio"
+    assert any(p["spec"].get("ingress") and _selects(p["spec"]["podSelector"], ray)
+               for p in policies)  # fmt: skip

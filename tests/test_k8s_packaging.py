@@ -46,6 +46,7 @@ def installed(tmp_path_factory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "orchestrator/sweeps/base.yaml" in names
     assert "orchestrator/sweeps/probe/protobin.yaml" in names
+    assert "orchestrator/costs.json" in names, "the installed --dry-run prices its plan"
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -80,6 +81,7 @@ def test_installed_wheel_finds_its_sweeps_from_any_folder(installed, tmp_path):
     planned = _run(installed, tmp_path, "full_benchmark", "--dry-run")
     output = planned.stdout + planned.stderr
     assert "sweep full_benchmark: 9 encoders x 14 datasets x 11 probes" in output, output[-3000:]
+    assert "price (unit costs measured on" in output, "the wheel carries benchmarks/costs.json"
     # Planned; the pre-flight may then list what an empty folder lacks (staged data, weights).
     assert planned.returncode == 0 or (planned.returncode == 2 and "pre-flight:" in output)
     assert not list(tmp_path.iterdir()), "a dry run writes nothing"

@@ -3,8 +3,9 @@
 What KubeRay would run, without Kubernetes: the overlay's environment (its rendered ConfigMap,
 only the in-cluster service addresses and pod paths swapped for local ones), a moto S3 standing
 in for MinIO, a real ``mlflow server`` with proxied S3 artifacts and a real ``ray start --head``.
-The staging Job's script, the submitter's wait-for-staging script and the RayJob entrypoint
-(shrunk with overrides) run as they are written in the manifests.
+The submitter's init containers (the staging step, which creates the bucket, and the wait for
+MLflow) and the RayJob entrypoint (shrunk with overrides) run as they are written in the
+manifests.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def services(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("k8s-smoke")
     docs = _overlay()
     with contextlib.ExitStack() as stack:
-        s3 = stack.enter_context(start_moto(bucket=BUCKET))
+        s3 = stack.enter_context(start_moto(bucket="other"))  # the staging step makes BUCKET
         server_env = {**os.environ, **s3, "MLFLOW_S3_ENDPOINT_URL": s3["AWS_ENDPOINT_URL"],
                       "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # fmt: skip
         port = free_port()
@@ -125,15 +126,14 @@ def test_cpu_smoke_overlay_finishes_the_quickstart(services):
         client_kwargs={"endpoint_url": services["s3"]["AWS_ENDPOINT_URL"]},
     )
 
-    stage = next(d for d in docs if d["kind"] == "Job" and d["metadata"]["name"].endswith("stage"))
-    staged = _run_container(_container(stage, "stage"), env, work, timeout=600)
-    assert staged.returncode == 0, staged.stdout + staged.stderr
-    assert fs.exists(f"{BUCKET}/staging/done")
-
     job = next(d for d in docs if d["kind"] == "RayJob")
-    waiting = _run_container(_container(
-        {"spec": {"template": job["spec"]["submitterPodTemplate"]}}, "wait-for-staging"),
-        env, work, timeout=300)  # fmt: skip
+    submitter = {"spec": {"template": job["spec"]["submitterPodTemplate"]}}
+    assert not fs.exists(BUCKET)
+    staged = _run_container(_container(submitter, "stage"), env, work, timeout=600)
+    assert staged.returncode == 0, staged.stdout + staged.stderr
+    fs.invalidate_cache()
+    assert fs.exists(BUCKET), "the staging step creates the bucket"
+    waiting = _run_container(_container(submitter, "wait-for-mlflow"), env, work, timeout=300)
     assert waiting.returncode == 0, waiting.stdout + waiting.stderr
 
     # What KubeRay's submitter does: `ray job submit` of the entrypoint to the head's dashboard;
