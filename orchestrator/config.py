@@ -121,6 +121,8 @@ class TrainSettings:
     batch_size: int
     warmup_epochs: int
     device: str
+    precision: str = "fp32"  # fp32 | bf16 | auto (bf16 autocast on GPUs that support it)
+    placement: str = "auto"  # where a trial's splits live (probes/resident.py)
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,19 @@ def _as_float(section: str, key: str, value: Any) -> float:
     return float(value)
 
 
+PRECISIONS = ("fp32", "bf16", "auto")  # probes/train.py
+PLACEMENTS = ("auto", "fp16", "fp32", "stream", "memmap")  # probes/resident.py
+
+
+def _choice(section: str, key: str, value: Any, valid: tuple[str, ...]) -> str:
+    if str(value) not in valid:
+        raise ConfigError(
+            f"{section}.{key}={value!r} is not valid.{did_you_mean(str(value), valid)} "
+            f"Valid: {', '.join(valid)}; set it in sweeps/base.yaml or with {section}.{key}=..."
+        )
+    return str(value)
+
+
 def _as_int(section: str, key: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(
@@ -374,6 +389,8 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         batch_size=_as_int("train", "batch_size", t["batch_size"], 1),
         warmup_epochs=_as_int("train", "warmup_epochs", t["warmup_epochs"]),
         device=str(t["device"]),
+        precision=_choice("train", "precision", t.get("precision", "fp32"), PRECISIONS),
+        placement=_choice("train", "placement", t.get("placement", "auto"), PLACEMENTS),
     )
     if train.warmup_epochs > train.epochs:
         raise ConfigError(

@@ -25,7 +25,7 @@ import ray
 
 from orchestrator.config import SweepConfig
 from orchestrator.paths import tune_filesystem
-from orchestrator.plan import Study
+from orchestrator.plan import Study, study_precision
 from orchestrator.recorder import Recorder
 from orchestrator.schedule import ScheduleSettings, StudyState
 from orchestrator.study import Extracted, select_final, study_tags
@@ -150,6 +150,8 @@ class _StudiesRun:
             batch_size=cfg.train.batch_size,
             warmup_epochs=cfg.train.warmup_epochs,
             device=cfg.train.device,
+            precision=study_precision(cfg),
+            placement=cfg.train.placement,
             probe_dir=f"{self.probe_root}/{study.study_id}",
             meta={
                 "backbone": study.backbone,
