@@ -332,6 +332,7 @@ class _StudiesRun:
             cfg.ray.pack_seconds,
             slots,
             cost_key=lambda sid: (*self.pair_of[sid], self.by_id[sid].probe.name),
+            data_key=lambda sid: self.pair_of[sid],
         )
         callback = ScheduleCallback(
             book,
@@ -363,6 +364,7 @@ class _StudiesRun:
         finally:
             self.recorder.close()  # every queued write lands, even when the run failed
         callback.log_progress()
+        self.split_loads = callback.split_loads()
         log.info("Tune run finished in %.0f s", time.monotonic() - started)
         if self.tracker is not None:
             self.tracker.flush()

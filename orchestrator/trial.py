@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -101,6 +102,10 @@ def resolve_params(config: dict[str, Any], spec: TrialSpec) -> tuple[dict[str, A
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 CACHE_SPLITS = int(os.environ.get("UNMUTE_TRIAL_CACHE", "8"))
 LOADS = {"splits": 0}  # splits this worker process loaded (and placed) from the store
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def split_loads() -> int:
@@ -349,6 +354,7 @@ def run_trial(
         report["precision"] = precision
         report["placement"] = placed
         report["split_loads"] = split_loads()  # this worker's loads so far (data affinity)
+        report["worker"] = _worker()
         emit(report)
         if (
             stage == "search"

@@ -246,9 +246,7 @@ def fit(
             loss = _train_epoch(probe, train, config, loss_fn, optimizer, scheduler, generator)
             row: dict[str, float] = {"epoch": float(epoch), "loss": loss, "lr": lr}
             if val is not None:
-                metrics = evaluate(
-                    probe, val, config.batch_size, config.device, config.precision
-                )
+                metrics = evaluate(probe, val, config.batch_size, config.device, config.precision)
                 row.update({f"val_{k}": v for k, v in metrics.items()})
             history.append(row)
             logger.debug("epoch %d: %s", epoch, row)
