@@ -7,6 +7,7 @@ worker, and every bad name or value is refused here, before any Ray work starts.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ GROUPS = ("encoder", "dataset", "probe")
 ANY_DATASET = "*"
 OVERRIDE_KEYS = ("search", "hparams")
 TIE_RULES = ("opponent", "own", "max", "pooled")
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -266,6 +268,25 @@ def _as_float(section: str, key: str, value: Any) -> float:
     return float(value)
 
 
+def _gpus_per_trial(value: Any, encoders, datasets, probes) -> float:
+    """``ray.gpus_per_trial``: a number, or ``auto``: sized from measured GPU memory
+    (``orchestrator/gpu_pack.py``)."""
+    if value != "auto":
+        if isinstance(value, str):
+            raise ConfigError(
+                f"ray.gpus_per_trial={value!r}: expected a number >= 0 or 'auto' (sized from "
+                "measured GPU memory); pass e.g. ray.gpus_per_trial=auto or =0.25."
+            )
+        return _as_float("ray", "gpus_per_trial", value)
+    from orchestrator.cost import load_costs
+    from orchestrator.gpu_pack import size_gpus_per_trial, sweep_studies
+
+    costs = load_costs()
+    share, how = size_gpus_per_trial(sweep_studies(encoders, datasets, probes, costs), costs)
+    logger.info("ray.gpus_per_trial=auto: %g (%s)", share, how)
+    return share
+
+
 PRECISIONS = ("fp32", "bf16", "auto")  # probes/train.py
 PLACEMENTS = ("auto", "fp16", "fp32", "stream", "memmap")  # probes/resident.py
 
@@ -423,7 +444,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
                 "ray", "max_concurrent_studies", r["max_concurrent_studies"]
             ),
             cpus_per_trial=_as_float("ray", "cpus_per_trial", r["cpus_per_trial"]),
-            gpus_per_trial=_as_float("ray", "gpus_per_trial", r["gpus_per_trial"]),
+            gpus_per_trial=_gpus_per_trial(r["gpus_per_trial"], encoders, datasets, probes),
             cpus_per_extraction=_as_float("ray", "cpus_per_extraction", r["cpus_per_extraction"]),
             gpus_per_extraction=_as_float("ray", "gpus_per_extraction", r["gpus_per_extraction"]),
             max_failures=_as_int("ray", "max_failures", r["max_failures"]),
