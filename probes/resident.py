@@ -13,9 +13,9 @@ placed once per worker process and reused by every trial on it:
   stream while the current one trains. On CPU it is the same chunked path without streams.
 - ``memmap``: the path before #17 (numpy cast per batch), kept for comparison.
 
-``auto`` picks ``fp16`` on CUDA and the fastest measured CPU placement that fits
-(``benchmarks/gpu_data.py --device cpu``), and ``stream`` whenever the placement exceeds the
-budget. The budget comes from ``UNMUTE_RESIDENT_BYTES`` or the caller (tests force streaming).
+``auto`` picks ``fp16`` on CUDA and the fastest measured CPU placement (``stream``:
+``benchmarks/gpu_data.py --device cpu``), and ``stream`` whenever a resident placement exceeds
+the budget. The budget comes from ``UNMUTE_RESIDENT_BYTES`` or the caller (tests force streaming).
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 
 Placement = Literal["auto", "fp16", "fp32", "stream", "memmap"]
 PLACEMENTS: tuple[str, ...] = ("auto", "fp16", "fp32", "stream", "memmap")
-CPU_AUTO: Placement = "fp32"  # measured fastest on CPU (benchmarks/gpu_data.py, see README)
+# On CPU the chunked fp16 read with a torch cast per batch measured fastest (torch's cast is
+# vectorised, numpy's is not; the page cache is shared by the node's workers, a resident copy
+# is private to one): benchmarks/gpu_data.py --device cpu, table in the README.
+CPU_AUTO: Placement = "stream"
 BUDGET_ENV = "UNMUTE_RESIDENT_BYTES"
 
 

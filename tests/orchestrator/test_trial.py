@@ -316,11 +316,15 @@ def test_a_worker_loads_each_split_once_and_streams_over_its_budget(stored, monk
     spec = _spec(stored, "search")
     for lr in (1e-3, 2e-3, 3e-3, 4e-3):
         reports = _reports(spec, {"lr": lr, "prototypes_per_class": 2}, monkeypatch)
-        assert reports[-1]["placement"] == "fp32"  # CPU auto: the fastest measured that fits
+        assert reports[-1]["placement"] == "stream"  # CPU auto: the fastest measured
         assert reports[-1]["precision"] == "fp32" and ":" in reports[-1]["worker"]
     assert trial.split_loads() - before == 3  # train, valid, test: once for the four trials
     assert reports[-1]["split_loads"] == trial.split_loads()
     trial._CACHE.clear()
-    monkeypatch.setenv("UNMUTE_RESIDENT_BYTES", "1")
-    reports = _reports(spec, {"lr": 1e-3, "prototypes_per_class": 2}, monkeypatch)
+    resident = _spec(stored, "search", placement="fp16")
+    reports = _reports(resident, {"lr": 1e-3, "prototypes_per_class": 2}, monkeypatch)
+    assert reports[-1]["placement"] == "fp16"
+    trial._CACHE.clear()
+    monkeypatch.setenv("UNMUTE_RESIDENT_BYTES", "1")  # the worker's budget: 1 byte
+    reports = _reports(resident, {"lr": 1e-3, "prototypes_per_class": 2}, monkeypatch)
     assert reports[-1]["placement"] == "stream"
