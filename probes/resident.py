@@ -141,7 +141,8 @@ def iter_streamed(data, indices: list[np.ndarray | slice], device: torch.device,
     side = torch.cuda.Stream(device) if cuda else None
 
     def fetch(index):
-        host = torch.from_numpy(np.array(array[index]))  # one fp16 batch off the map
+        rows = array[index]  # a fancy index copies the rows already; a slice is a view
+        host = torch.from_numpy(rows if rows.flags.writeable else np.array(rows))
         if cuda:
             host = host.pin_memory()
             with torch.cuda.stream(side):
