@@ -71,3 +71,23 @@ def test_explicit_gpus_per_trial_wins_and_bad_values_are_named():
         load("quickstart", ["ray.gpus_per_trial=half"])
     with pytest.raises(ConfigError, match="train.precision='fp8'.*fp32, bf16, auto"):
         load("quickstart", ["train.precision=fp8"])
+
+
+def test_fp32_study_ids_are_the_ones_before_precision_existed():
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from orchestrator.plan import settings_fingerprint
+    from orchestrator.space import load_space
+
+    cfg = load("quickstart")  # on CPU: precision auto is fp32
+    probe = cfg.probes[0]
+    old_train = {k: v for k, v in asdict(cfg.train).items() if k not in ("precision", "placement")}
+    payload = [old_train, asdict(cfg.search), list(cfg.seeds), load_space(probe.search)]
+    before = hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    assert settings_fingerprint(cfg, probe) == before[:12]
+    same = load("quickstart", ["train.precision=fp32", "train.placement=memmap"])
+    assert settings_fingerprint(same, probe) == before[:12]
+    bf16 = load("quickstart", ["train.precision=bf16"])
+    assert settings_fingerprint(bf16, probe) != before[:12]
