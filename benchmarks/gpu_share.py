@@ -73,6 +73,12 @@ def _worker(folder: str, jobs, results, args: argparse.Namespace) -> None:
     torch.set_num_threads(max(1, args.threads))
     train, val = _open(Path(folder), "train"), _open(Path(folder), "val")
     device = args.device
+    placement = getattr(args, "placement", "memmap")  # #17: probes/resident.py
+    if placement != "memmap":
+        from probes.resident import place
+
+        train = place(train, placement, torch.device(device))
+        val = place(val, placement, torch.device(device))
     if device == "cuda":
         torch.zeros(1, device=device)  # CUDA context before the clock starts
     results.put("ready")
@@ -196,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--threads", type=int, default=2, help="CPU threads per worker")
+    p.add_argument(
+        "--placement", default="memmap", help="memmap (before #17) | auto | fp16 | fp32 | stream"
+    )
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--dir", default=os.environ.get("TMPDIR", tempfile.gettempdir()))
     args = p.parse_args(argv)

@@ -7,6 +7,7 @@ worker, and every bad name or value is refused here, before any Ray work starts.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ GROUPS = ("encoder", "dataset", "probe")
 ANY_DATASET = "*"
 OVERRIDE_KEYS = ("search", "hparams")
 TIE_RULES = ("opponent", "own", "max", "pooled")
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -121,6 +123,8 @@ class TrainSettings:
     batch_size: int
     warmup_epochs: int
     device: str
+    precision: str = "fp32"  # fp32 | bf16 | auto (bf16 autocast on GPUs that support it)
+    placement: str = "auto"  # where a trial's splits live (probes/resident.py)
 
 
 @dataclass(frozen=True)
@@ -264,6 +268,38 @@ def _as_float(section: str, key: str, value: Any) -> float:
     return float(value)
 
 
+def _gpus_per_trial(value: Any, encoders, datasets, probes) -> float:
+    """``ray.gpus_per_trial``: a number, or ``auto``: sized from measured GPU memory
+    (``orchestrator/gpu_pack.py``)."""
+    if value != "auto":
+        if isinstance(value, str):
+            raise ConfigError(
+                f"ray.gpus_per_trial={value!r}: expected a number >= 0 or 'auto' (sized from "
+                "measured GPU memory); pass e.g. ray.gpus_per_trial=auto or =0.25."
+            )
+        return _as_float("ray", "gpus_per_trial", value)
+    from orchestrator.cost import load_costs
+    from orchestrator.gpu_pack import size_gpus_per_trial, sweep_studies
+
+    costs = load_costs()
+    share, how = size_gpus_per_trial(sweep_studies(encoders, datasets, probes, costs), costs)
+    logger.info("ray.gpus_per_trial=auto: %g (%s)", share, how)
+    return share
+
+
+PRECISIONS = ("fp32", "bf16", "auto")  # probes/train.py
+PLACEMENTS = ("auto", "fp16", "fp32", "stream", "memmap")  # probes/resident.py
+
+
+def _choice(section: str, key: str, value: Any, valid: tuple[str, ...]) -> str:
+    if str(value) not in valid:
+        raise ConfigError(
+            f"{section}.{key}={value!r} is not valid.{did_you_mean(str(value), valid)} "
+            f"Valid: {', '.join(valid)}; set it in sweeps/base.yaml or with {section}.{key}=..."
+        )
+    return str(value)
+
+
 def _as_int(section: str, key: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(
@@ -374,6 +410,8 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         batch_size=_as_int("train", "batch_size", t["batch_size"], 1),
         warmup_epochs=_as_int("train", "warmup_epochs", t["warmup_epochs"]),
         device=str(t["device"]),
+        precision=_choice("train", "precision", t.get("precision", "fp32"), PRECISIONS),
+        placement=_choice("train", "placement", t.get("placement", "auto"), PLACEMENTS),
     )
     if train.warmup_epochs > train.epochs:
         raise ConfigError(
@@ -406,7 +444,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
                 "ray", "max_concurrent_studies", r["max_concurrent_studies"]
             ),
             cpus_per_trial=_as_float("ray", "cpus_per_trial", r["cpus_per_trial"]),
-            gpus_per_trial=_as_float("ray", "gpus_per_trial", r["gpus_per_trial"]),
+            gpus_per_trial=_gpus_per_trial(r["gpus_per_trial"], encoders, datasets, probes),
             cpus_per_extraction=_as_float("ray", "cpus_per_extraction", r["cpus_per_extraction"]),
             gpus_per_extraction=_as_float("ray", "gpus_per_extraction", r["gpus_per_extraction"]),
             max_failures=_as_int("ray", "max_failures", r["max_failures"]),

@@ -24,7 +24,9 @@ class Packing:
     trials of the same kind (``cost_key`` of the study, and the stage); a kind not measured
     yet runs alone. A pack never takes more than its share of the runnable trials (the other
     free slots get theirs), and a trial whose rungs the driver decides (async mode) or whose
-    pack's worker died runs alone. ``seconds=0`` turns packing off.
+    pack's worker died runs alone. ``seconds=0`` turns packing off. A pack holds trials of one
+    ``data_key`` (encoder, dataset) only, so its worker reads one pair of splits, which it keeps
+    placed for the next packs (data affinity, ``probes/resident.py``).
     """
 
     def __init__(
@@ -33,8 +35,10 @@ class Packing:
         slots: int,
         cost_key: Callable[[str], Any] = lambda study_id: study_id,
         max_items: int = 256,
+        data_key: Callable[[str], Any] = lambda study_id: None,
     ) -> None:
         self.seconds = seconds
+        self.data_key = data_key  # the (encoder, dataset) a study's trials read (#17)
         self.slots = max(1, slots)
         self.cost_key = cost_key
         self.max_items = max_items

@@ -131,13 +131,32 @@ class Plan:
         return "\n".join(lines)
 
 
+def study_precision(cfg: SweepConfig) -> str:
+    """The precision a sweep's trials train in: ``auto`` is bf16 when trials hold GPUs
+    (``train.device: cuda``, or ``auto`` with ``ray.gpus_per_trial`` > 0), else fp32. A GPU
+    without bf16 falls back to fp32 on the worker, and its rows say so."""
+    precision = cfg.train.precision
+    if precision != "auto":
+        return precision
+    gpus = cfg.ray.gpus_per_trial
+    on_gpu = cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and gpus != 0)
+    return "bf16" if on_gpu else "fp32"
+
+
 def settings_fingerprint(cfg: SweepConfig, probe: ProbeChoice) -> str:
     """What else shapes a study's results: change any of it and the study is a new one, so a
-    re-run in the same folder never reuses trials made under other settings."""
+    re-run in the same folder never reuses trials made under other settings. The placement
+    of the splits does not change fp32 results (it is left out); the precision is in only when
+    it is not fp32, so fp32 studies keep the ids they had before ``train.precision``."""
     from orchestrator.space import load_space
 
+    train = asdict(cfg.train)
+    train.pop("placement", None)
+    train.pop("precision", None)
+    if study_precision(cfg) != "fp32":
+        train["precision"] = study_precision(cfg)
     payload = json.dumps(
-        [asdict(cfg.train), asdict(cfg.search), list(cfg.seeds), load_space(probe.search)],
+        [train, asdict(cfg.search), list(cfg.seeds), load_space(probe.search)],
         sort_keys=True,
         default=str,
     )

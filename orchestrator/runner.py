@@ -25,7 +25,7 @@ import ray
 
 from orchestrator.config import SweepConfig
 from orchestrator.paths import tune_filesystem
-from orchestrator.plan import Study
+from orchestrator.plan import Study, study_precision
 from orchestrator.recorder import Recorder
 from orchestrator.schedule import ScheduleSettings, StudyState
 from orchestrator.study import Extracted, select_final, study_tags
@@ -150,6 +150,8 @@ class _StudiesRun:
             batch_size=cfg.train.batch_size,
             warmup_epochs=cfg.train.warmup_epochs,
             device=cfg.train.device,
+            precision=study_precision(cfg),
+            placement=cfg.train.placement,
             probe_dir=f"{self.probe_root}/{study.study_id}",
             meta={
                 "backbone": study.backbone,
@@ -332,6 +334,7 @@ class _StudiesRun:
             cfg.ray.pack_seconds,
             slots,
             cost_key=lambda sid: (*self.pair_of[sid], self.by_id[sid].probe.name),
+            data_key=lambda sid: self.pair_of[sid],
         )
         callback = ScheduleCallback(
             book,
@@ -363,6 +366,7 @@ class _StudiesRun:
         finally:
             self.recorder.close()  # every queued write lands, even when the run failed
         callback.log_progress()
+        self.split_loads = callback.split_loads()
         log.info("Tune run finished in %.0f s", time.monotonic() - started)
         if self.tracker is not None:
             self.tracker.flush()

@@ -124,6 +124,7 @@ class TrialRecord:
             "epochs": len(self.scores),
             "scores": [float(s) for s in self.scores],
             "device": str(self.metrics.get("device", "")),
+            "precision": str(self.metrics.get("precision", "")),
             **{
                 k: float(v)
                 for k, v in sorted(self.metrics.items())
@@ -255,6 +256,7 @@ class StudyState:
         record.error = row.get("error") or ""
         record.metrics = {k: v for k, v in row.items() if k.startswith(("val_", "test_"))}
         record.metrics["device"] = row.get("device", "")
+        record.metrics["precision"] = row.get("precision") or ""
 
     def _open_batch(self, batch: int) -> None:
         numbers = self.s.batch_range(batch)
@@ -448,7 +450,7 @@ class StudyState:
                     record.scores = [float(x) for x in (row.get("scores") or [])]
                     record.metrics = {
                         k: v for k, v in row.items() if k.startswith(("val_", "test_"))
-                    } | {"device": row.get("device", "")}
+                    } | {"device": row.get("device", ""), "precision": row.get("precision") or ""}
                 self.final[cell] = record
 
     def search_rows(self) -> list[dict[str, Any]]:

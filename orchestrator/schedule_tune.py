@@ -92,12 +92,13 @@ class BookSearcher(Searcher):
             if runnable is not None:  # leave the other free slots their share
                 limit = min(limit, max(1, math.ceil((runnable + 1) / free)))
             left = packing.seconds - packing.estimate(taken[0])
+            data = packing.data_key(taken[0].study_id)
             while len(pack) < limit and left > 0:
                 taken = self._take()
                 if taken is None or taken == StudyBook.FINISHED:
                     break
-                if self._alone(*taken):
-                    self._next = taken
+                if self._alone(*taken) or packing.data_key(taken[0].study_id) != data:
+                    self._next = taken  # runs alone, or reads other splits: the next pack
                     break
                 pack.append(taken)
                 left -= packing.estimate(taken[0])
@@ -207,6 +208,7 @@ class ScheduleCallback(Callback):
         self.on_lost: Callable[[Any, str], None] = lambda study, error: None
         self.lost = 0
         self.packs: dict[str, _Pack] = {}  # by Tune trial id
+        self.loads: dict[str, int] = {}  # worker -> splits it loaded (data affinity, #17)
 
     def _pack(self, trial) -> _Pack:
         pack = self.packs.get(trial.trial_id)
@@ -252,6 +254,10 @@ class ScheduleCallback(Callback):
                 self._start(pack, config, event.get("time"))
             if kind == "epoch":
                 pack.last[key] = event
+                if "worker" in event:
+                    worker = str(event["worker"])
+                    loads = int(event.get("split_loads", 0))
+                    self.loads[worker] = max(self.loads.get(worker, 0), loads)
                 epoch = int(event.get("epoch", 0) or 0)
                 score = event.get(METRIC)
                 score = float(score) if isinstance(score, (int, float)) else math.nan
@@ -418,10 +424,19 @@ class ScheduleCallback(Callback):
             f", {len(self.book.held)} paused for recomputed store entries" if self.book.held else ""
         )
         log.info(
-            "studies: %d of %d finished, %d open%s; %s",
+            "studies: %d of %d finished, %d open%s; %s; %s",
             self.book.finished,
             self.book.total,
             len(self.book.active),
             held,
             self.packing.summary(),
+            self.loads_summary(),
         )
+
+    def split_loads(self) -> int:
+        """Splits loaded from the store by all trial workers so far (each worker keeps its
+        splits placed and reuses them: about one load per split and worker, not per trial)."""
+        return sum(self.loads.values())
+
+    def loads_summary(self) -> str:
+        return f"splits loaded {self.split_loads()} times by {len(self.loads)} trial workers"

@@ -123,6 +123,7 @@ def select_final(
                 "probe_hparams": repr({**study.probe.hparams, **probe_kw}),
                 "study_id": study.study_id,
                 "device": row.get("device", ""),
+                "precision": row.get("precision") or "",
                 **provenance_tags(),
             }
             for row in picked.iter_rows(named=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class TrialSpec:
     batch_size: int
     warmup_epochs: int
     device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | auto (resolved on the worker's device)
+    placement: str = "auto"  # probes/resident.py: auto | fp16 | fp32 | stream | memmap
     configs: tuple[dict[str, Any], ...] = field(default=())  # final stage: the top-k configs
     cells: tuple[tuple[int, int], ...] = field(default=())  # final stage: (config index, seed)
     probe_dir: str = ""  # final stage: where trained probes go (local folder or URL)
@@ -98,11 +101,21 @@ def resolve_params(config: dict[str, Any], spec: TrialSpec) -> tuple[dict[str, A
 
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 CACHE_SPLITS = int(os.environ.get("UNMUTE_TRIAL_CACHE", "8"))
+LOADS = {"splits": 0}  # splits this worker process loaded (and placed) from the store
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def split_loads() -> int:
+    """How many splits this worker process has loaded so far (each trial reports it)."""
+    return LOADS["splits"]
 
 
 def _probe_data(spec: TrialSpec, split: str):
     """A split as ``(ProbeData, check)``, from this worker's small LRU of loaded splits
-    (memory-mapped); ``check()`` raises :class:`StoreEntryLost` once the mapped files changed
+    (placed by ``probes.resident.place``: resident on the device or streamed); ``check()`` raises :class:`StoreEntryLost` once the mapped files changed
     (rewritten or damaged in place since they were verified)."""
     from orchestrator.store import ChecksumError, EmbeddingStore
 
@@ -110,7 +123,12 @@ def _probe_data(spec: TrialSpec, split: str):
         keys = [spec.keys["train"], *(k for s, k in spec.keys.items() if s.startswith("train_"))]
     else:
         keys = [spec.keys[split]]
-    cache_key = (spec.store_url, spec.task, repr(keys))
+    import torch
+
+    from probes.resident import default_budget, place, placement_of, split_bytes
+
+    device = torch.device(_device(spec.device))
+    cache_key = (spec.store_url, spec.task, repr(keys), str(device), spec.placement)
     if cache_key in _CACHE:
         data, loaded, identity = _CACHE[cache_key]
         if loaded.identity() == identity:  # not rewritten or damaged since it was verified
@@ -124,7 +142,13 @@ def _probe_data(spec: TrialSpec, split: str):
         raise StoreEntryLost(
             f"{err} The driver recomputes the entry and reruns this trial (study {spec.study_id})."
         ) from err
-    data = loaded.to_probe_data(spec.task)
+    # placed once per worker (resident on the device, or streamed); the integrity checks
+    # keep watching the placed copy's source files
+    held = sum(split_bytes(d, placement_of(d)) for d, _, _ in _CACHE.values()
+               if placement_of(d) in ("fp16", "fp32"))  # fmt: skip
+    budget = max(0, default_budget(device) - held)
+    data = place(loaded.to_probe_data(spec.task), spec.placement, device, budget)
+    LOADS["splits"] += 1
     identity = loaded.identity()
     _CACHE[cache_key] = (data, loaded, identity)
     while len(_CACHE) > CACHE_SPLITS:
@@ -264,6 +288,8 @@ def run_trial(
     import torch
 
     from probes import TrainConfig, create_probe, evaluate, fit
+    from probes.resident import placement_of
+    from probes.train import resolve_precision
 
     if emit is None:
         from ray import tune
@@ -286,7 +312,10 @@ def run_trial(
     }
     probe = create_probe(spec.probe, **init)
     device = _device(spec.device)
+    precision = resolve_precision(spec.precision, device)
+    placed = placement_of(data["train"])
     train_config = TrainConfig(
+        precision=precision,
         epochs=spec.epochs,
         batch_size=spec.batch_size,
         warmup_epochs=spec.warmup_epochs,
@@ -313,7 +342,7 @@ def run_trial(
             **_percent(val, "val"),
         }
         if stage == "final" and epoch == spec.epochs:
-            test = evaluate(probe, data["test"], batch_size=spec.batch_size, device=device)
+            test = evaluate(probe, data["test"], spec.batch_size, device, precision)
             for check in checks:
                 check()
             report.update(_percent(test, "test"))
@@ -322,6 +351,10 @@ def run_trial(
         report["device"] = (
             torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
         )
+        report["precision"] = precision
+        report["placement"] = placed
+        report["split_loads"] = split_loads()  # this worker's loads so far (data affinity)
+        report["worker"] = _worker()
         emit(report)
         if (
             stage == "search"

@@ -1,6 +1,8 @@
 """A split of cached embeddings (:class:`ProbeData`) and its batch-by-batch reader.
 
-The embedding store hands out fp16 ``np.memmap`` token maps that can be far larger than memory
+Tokens are a numpy memory map (the store's fp16 files), a tensor already placed on the device
+(``probes/resident.py``: fp16 cast per batch, or float32), or ``Streamed`` (chunked reads,
+prefetched on CUDA). The embedding store hands out fp16 ``np.memmap`` token maps that can be far larger than memory
 as float32 (as20k train: 20k x 512 x 768). :func:`iter_batches` therefore reads one batch of rows
 at a time (sorted row indices, so a memmap reads forward) and casts only that batch to float32.
 """
@@ -87,17 +89,27 @@ def _rows(
 ) -> Tensor:
     """Rows ``index`` of ``array`` as a ``dtype`` tensor on ``device`` (one cast copy per batch)."""
     if isinstance(array, Tensor):
-        rows = array[torch.as_tensor(index) if isinstance(index, np.ndarray) else index]
+        if isinstance(index, np.ndarray):
+            index = torch.as_tensor(index, device=array.device)
+        rows = array[index]
         return rows.to(device=device, dtype=dtype)
     rows = np.array(array[index], dtype=_NUMPY_DTYPES[dtype])  # a writable float32 copy
     return torch.from_numpy(rows).to(device, non_blocking=True)
 
 
-def load_batch(data: ProbeData, index: np.ndarray | slice, device: torch.device) -> Batch:
-    """Read rows ``index`` of ``data`` and cast tokens (and cls) to float32 on ``device``."""
+def load_batch(
+    data: ProbeData,
+    index: np.ndarray | slice,
+    device: torch.device,
+    tokens: Tensor | None = None,
+) -> Batch:
+    """Read rows ``index`` of ``data`` and cast tokens (and cls) to float32 on ``device``
+    (``tokens``: those rows already read, e.g. by the streamed path)."""
     label_dtype = torch.float32 if data.task == "multilabel" else torch.long
     return Batch(
-        tokens=_rows(data.tokens, index, device, torch.float32),
+        tokens=_rows(data.tokens, index, device, torch.float32)
+        if tokens is None
+        else tokens.to(device=device, dtype=torch.float32),
         labels=_rows(data.labels, index, device, label_dtype),
         cls=None if data.cls is None else _rows(data.cls, index, device, torch.float32),
         padding_mask=None
@@ -118,9 +130,16 @@ def iter_batches(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     n = len(data)
     if generator is None:
-        for start in range(0, n, batch_size):
-            yield load_batch(data, slice(start, min(start + batch_size, n)), device)
+        indices: list = [
+            slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)
+        ]
+    else:
+        order = torch.randperm(n, generator=generator).numpy()
+        indices = [np.sort(order[start : start + batch_size]) for start in range(0, n, batch_size)]
+    from probes.resident import Streamed, iter_streamed
+
+    if isinstance(data.tokens, Streamed):
+        yield from iter_streamed(data, indices, device, load_batch)
         return
-    order = torch.randperm(n, generator=generator).numpy()
-    for start in range(0, n, batch_size):
-        yield load_batch(data, np.sort(order[start : start + batch_size]), device)
+    for index in indices:
+        yield load_batch(data, index, device)

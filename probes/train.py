@@ -16,6 +16,7 @@ probe is left in its final state (``FitResult.best_val`` records the best epoch'
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -33,6 +34,24 @@ from probes.metrics import compute_metrics
 logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``fp32`` or ``bf16``: ``auto`` is bf16 on a CUDA device that supports it, else fp32."""
+    if precision != "auto":
+        return precision
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` for ``precision="bf16"``; a no-op context for fp32."""
+    if resolve_precision(precision, device) != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     loss: str = "auto"  # auto: asl for multilabel, ce for multiclass
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 on GPUs that support it)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.weight_decay < 0:
@@ -57,6 +77,11 @@ class TrainConfig:
             raise ValueError(f"need epochs, batch_size >= 1, got {self.epochs}, {self.batch_size}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r} is not valid; choose one of {', '.join(LOSSES)}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"train.precision={self.precision!r} is not valid; choose one of "
+                f"{', '.join(PRECISIONS)}."
+            )
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}.")
 
@@ -102,7 +127,11 @@ def _check_classes(probe: nn.Module, data: ProbeData) -> None:
 
 @torch.no_grad()
 def predict(
-    probe: nn.Module, data: ProbeData, batch_size: int = 256, device: str = "cpu"
+    probe: nn.Module,
+    data: ProbeData,
+    batch_size: int = 256,
+    device: str = "cpu",
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Logits ``[n, C]`` of ``probe`` on ``data`` (eval mode, in order, float32 numpy)."""
     was_training = probe.training
@@ -110,22 +139,28 @@ def predict(
     dev = torch.device(device)
     out = []
     for batch in iter_batches(data, batch_size, dev):
-        logits = probe(
-            batch.tokens, cls=batch.cls, padding_mask=batch.padding_mask, grid=batch.grid
-        )
+        with autocast(device, precision):
+            logits = probe(
+                batch.tokens, cls=batch.cls, padding_mask=batch.padding_mask, grid=batch.grid
+            )
         out.append(logits.float().cpu().numpy())
     probe.train(was_training)
     return np.concatenate(out, axis=0)
 
 
 def evaluate(
-    probe: nn.Module, data: ProbeData, batch_size: int = 256, device: str = "cpu"
+    probe: nn.Module,
+    data: ProbeData,
+    batch_size: int = 256,
+    device: str = "cpu",
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """Metrics of ``probe`` on ``data``: ``score``, ``map`` or ``accuracy``, ``auroc``."""
     _check_classes(probe, data)
     probe.to(device)
     labels = data.labels.cpu().numpy() if isinstance(data.labels, torch.Tensor) else data.labels
-    return compute_metrics(predict(probe, data, batch_size, device), np.asarray(labels), data.task)
+    logits = predict(probe, data, batch_size, device, precision)
+    return compute_metrics(logits, np.asarray(labels), data.task)
 
 
 def _train_epoch(
@@ -140,11 +175,13 @@ def _train_epoch(
     probe.train()
     total, count = 0.0, 0
     for batch in iter_batches(data, config.batch_size, torch.device(config.device), generator):
-        logits = probe(
-            batch.tokens, cls=batch.cls, padding_mask=batch.padding_mask, grid=batch.grid
-        )
-        loss = loss_fn(logits, batch.labels)
-        aux = probe.auxiliary_loss() if hasattr(probe, "auxiliary_loss") else None
+        with autocast(config.device, config.precision):
+            logits = probe(
+                batch.tokens, cls=batch.cls, padding_mask=batch.padding_mask, grid=batch.grid
+            )
+            aux = probe.auxiliary_loss() if hasattr(probe, "auxiliary_loss") else None
+        loss = loss_fn(logits.float(), batch.labels)
+        aux = None if aux is None else aux.float()
         objective = loss if aux is None else loss + aux
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
@@ -209,7 +246,7 @@ def fit(
             loss = _train_epoch(probe, train, config, loss_fn, optimizer, scheduler, generator)
             row: dict[str, float] = {"epoch": float(epoch), "loss": loss, "lr": lr}
             if val is not None:
-                metrics = evaluate(probe, val, batch_size=config.batch_size, device=config.device)
+                metrics = evaluate(probe, val, config.batch_size, config.device, config.precision)
                 row.update({f"val_{k}": v for k, v in metrics.items()})
             history.append(row)
             logger.debug("epoch %d: %s", epoch, row)

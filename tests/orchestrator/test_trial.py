@@ -274,3 +274,57 @@ def test_a_pack_that_loses_its_entry_reports_what_ran_then_raises(stored, tmp_pa
         run_pack(items, {"s": spec}, report=report)
     events = [e for r in reports for e in r["events"]]
     assert events == [{"event": "start", "key": "s/search/0", "time": events[0]["time"]}]
+
+
+def _reports(spec, config, monkeypatch) -> list[dict]:
+    reports: list[dict] = []
+    monkeypatch.setattr("ray.tune.report", lambda metrics: reports.append(dict(metrics)))
+    run_trial(dict(config), spec)
+    return reports
+
+
+FINAL = {"configs": ({"lr": 1e-3, "prototypes_per_class": 2},), "cells": ((0, 1),)}
+
+
+def test_fp32_trial_reports_are_identical_on_every_placement(stored, monkeypatch):
+    """A final trial's every reported score (val per epoch, test) is the same, bit for bit,
+    whether its splits are memory-mapped (the path before #17), resident or streamed."""
+    from orchestrator import trial
+
+    def scores(placement: str) -> list[dict]:
+        trial._CACHE.clear()
+        spec = _spec(stored, "final", placement=placement, precision="fp32", **FINAL)
+        keep = ("val_", "test_", "train_loss", "train_lr")
+        return [
+            {k: v for k, v in r.items() if k.startswith(keep) and k != "train_seconds"}
+            for r in _reports(spec, {"cell": 0}, monkeypatch)
+        ]
+
+    old = scores("memmap")
+    assert old[-1]["test_score"] > 0
+    for placement in ("auto", "fp16", "fp32", "stream"):
+        assert scores(placement) == old, placement
+
+
+def test_a_worker_loads_each_split_once_and_streams_over_its_budget(stored, monkeypatch):
+    """Trials on the same splits reuse the worker's placed copy (3 loads, not 3 per trial);
+    a budget of 1 byte (``UNMUTE_RESIDENT_BYTES``) streams the split instead."""
+    from orchestrator import trial
+
+    trial._CACHE.clear()
+    before = trial.split_loads()
+    spec = _spec(stored, "search")
+    for lr in (1e-3, 2e-3, 3e-3, 4e-3):
+        reports = _reports(spec, {"lr": lr, "prototypes_per_class": 2}, monkeypatch)
+        assert reports[-1]["placement"] == "stream"  # CPU auto: the fastest measured
+        assert reports[-1]["precision"] == "fp32" and ":" in reports[-1]["worker"]
+    assert trial.split_loads() - before == 3  # train, valid, test: once for the four trials
+    assert reports[-1]["split_loads"] == trial.split_loads()
+    trial._CACHE.clear()
+    resident = _spec(stored, "search", placement="fp16")
+    reports = _reports(resident, {"lr": 1e-3, "prototypes_per_class": 2}, monkeypatch)
+    assert reports[-1]["placement"] == "fp16"
+    trial._CACHE.clear()
+    monkeypatch.setenv("UNMUTE_RESIDENT_BYTES", "1")  # the worker's budget: 1 byte
+    reports = _reports(resident, {"lr": 1e-3, "prototypes_per_class": 2}, monkeypatch)
+    assert reports[-1]["placement"] == "stream"
