@@ -298,7 +298,6 @@ class _StudiesRun:
                 selected=[
                     r.item.key for r in state.final.values() if r.item.config_index == chosen
                 ],
-                chosen=chosen_search_key(state, state.configs[chosen]),
             )
         self.recorder.submit(_atomic_parquet, rows, self.folder(state.study_id) / "final.parquet")
         self.outcomes[state.study_id] = (rows, "")
@@ -311,7 +310,6 @@ class _StudiesRun:
         if files:
             run_id = self.tracker.study_run(study_id, self.tags[study_id])
             self.tracker.log_artifacts(run_id, files, "probes")
-            self.tracker.log_probe_model(study_id, files[0])  # the first seed's probe
         self.tracker.study_finished(study_id, "FINISHED", **summary)
         self.tracker.flush()
 
@@ -418,11 +416,3 @@ class _StudiesRun:
             elif searcher.exhausted or searcher.handed_out == 0:
                 break
             time.sleep(1)  # run names carry the second
-
-
-def chosen_search_key(state: StudyState, config: dict[str, Any]) -> str | None:
-    """The search trial whose point is the chosen configuration (the lowest number)."""
-    for record in sorted(state.search.values(), key=lambda r: r.item.number):
-        if record.done and all(record.item.params.get(k) == v for k, v in config.items()):
-            return record.item.key
-    return None

@@ -389,15 +389,6 @@ class StudyState:
                 return record.item
         return None
 
-    def pruned_at(self, key: str, status: str) -> int | None:
-        """The epochs a trial ending now with ``status`` ran, if :meth:`finish` will record it
-        as pruned (stopped by successive halving); None otherwise. Changes nothing."""
-        record = self._record(key)
-        if record is None or record.done or status != "ok":
-            return None
-        short = record.item.stage == "search" and len(record.scores) < self.s.epochs
-        return len(record.scores) if record.status == "pruning" or short else None
-
     def finish(
         self, key: str, status: str, metrics: dict[str, Any], error: str = ""
     ) -> dict[str, Any] | None:
@@ -405,7 +396,9 @@ class StudyState:
         record = self._record(key)
         if record is None or record.done:
             return None
-        if self.pruned_at(key, status) is not None:
+        if status == "ok" and record.status == "pruning":
+            status = "pruned"
+        if status == "ok" and record.item.stage == "search" and len(record.scores) < self.s.epochs:
             status = "pruned"
         record.status = status
         record.metrics = dict(metrics)

@@ -297,10 +297,9 @@ class ScheduleCallback(Callback):
         metrics = {k: v for k, v in pack.last.get(key, {}).items() if k not in ("event", "key")}
         if status == "ok":  # before the book may close the study and log its files
             self.record(self.collect, dict(config))
-        # MLflow first, the ledger second (the record keeps the order; finishing the book can
-        # close the study, which writes its ledger): a kill in between reruns the trial (its
-        # run is reused by key); the other order would leave a ledger trial whose run stays
-        # KILLED.
+        # MLflow first, the ledger second (the record keeps the order): a kill in between
+        # reruns the trial (its run is reused by key); the other order would leave a ledger
+        # trial whose run stays KILLED.
         if self.tracker is not None:
             self.record(
                 self.tracker.trial_finished,
@@ -308,7 +307,6 @@ class ScheduleCallback(Callback):
                 "FAILED" if status == "error" else "FINISHED",
                 error,
                 when,
-                pruned_at=self.book.pruned_at(key, status),
             )
         study, row = self.book.finish(key, status, metrics, error)
         if row is None:

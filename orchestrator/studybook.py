@@ -146,11 +146,6 @@ class StudyBook:
         study = self.study_of(key)
         return bool(study and study.should_stop(key, epoch, score))
 
-    def pruned_at(self, key: str, status: str) -> int | None:
-        """The epochs a trial ending now ran if it will be recorded as pruned (read only)."""
-        study = self.study_of(key)
-        return None if study is None else study.pruned_at(key, status)
-
     def finish(
         self, key: str, status: str, metrics: dict[str, Any], error: str = ""
     ) -> tuple[StudyState | None, dict[str, Any] | None]:

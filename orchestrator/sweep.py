@@ -274,7 +274,6 @@ def _run_locked(cfg, sync) -> int:
         [cfg.out_dir / "results.csv", cfg.out_dir / skipped_clips.FILE, *paths.values()],
         "report",
     )
-    tracker.log_comparison(results, paths)
     tracker.close("FINISHED" if not failed else "FAILED")
     hint = ui_hint(cfg.tracking_uri, tracker.experiment_id)
     _print_summary(cfg, paths, failed, time.monotonic() - started_at, hint)

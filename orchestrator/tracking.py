@@ -32,28 +32,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
-from orchestrator.mlflow_ui import (
-    NAME_SEP,
-    comparison,
-    dataset_input,
-    label,
-    probe_model,
-    standard_tags,
-    trial_name,
-)
-
 log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
-# Experiment tags the MLflow UI reads: the description (shown on the experiment page) and the
-# kind (MLflow 3 opens an experiment without one as a GenAI experiment and asks).
-DESCRIPTION_TAG = "mlflow.note.content"
-KIND_TAG = "mlflow.experimentKind"
-KIND = "custom_model_development"
-# What a trial's ``state`` tag says: how it ended (a KILLED run is one that reruns).
-STATES = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "retried"}
 _PAGE = 1000
 _BAD_KEY_CHARS = re.compile(r"[^\w\-. /:]")
 
@@ -142,12 +125,7 @@ class SweepTracker:
         self.sweep_id = sweep_id
         self.flush_seconds = flush_seconds
         self.flush_metrics = flush_metrics
-        self.base_tags = {
-            "sweep_id": sweep_id,
-            "sweep_name": sweep_name,
-            "out_dir": str(out_dir),
-            **standard_tags(),
-        }
+        self.base_tags = {"sweep_id": sweep_id, "sweep_name": sweep_name, "out_dir": str(out_dir)}
         self.config = dict(config)
         self.experiment_id = self._experiment(experiment, artifact_location)
         self._runs: dict[str, _Run] = {}  # by key: "sweep", "study:<id>" or a trial key
@@ -159,32 +137,7 @@ class SweepTracker:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def _describe(self, name: str) -> str:
-        """The experiment's description (markdown): what the sweeps are and their protocol."""
-        cfg = self.config
-        train, search, final = (cfg.get(k) or {} for k in ("train", "search", "final"))
-        return (
-            f"**{name}**: unmute-bench sweeps (frozen audio encoders x datasets x probe heads; "
-            "every study tuned by Optuna on Ray Tune, selected configurations rerun over seeds, "
-            "scored on the test split). One parent run per sweep (tag `kind = 'sweep'`, its "
-            "report as tables and figures), a nested run per study and per trial; trial runs "
-            "are named `backbone\u00b7dataset\u00b7probe\u00b7search-N` or `...\u00b7seedS`, "
-            "final runs of the reported configuration carry `selected = 'true'`.\n\n"
-            f"Protocol: {train.get('epochs', '?')} epochs, batch {train.get('batch_size', '?')}, "
-            f"{search.get('trials', '?')} search trials ({search.get('startup_trials', '?')} "
-            f"Sobol, top {search.get('top_k', '?')} rerun), seeds {final.get('seeds', '?')}."
-        )
-
     def _experiment(self, name: str, artifact_location: str | None) -> str:
-        experiment_id = self._find_or_create_experiment(name, artifact_location)
-        tags = self.client.get_experiment(experiment_id).tags
-        if KIND_TAG not in tags:
-            self.client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
-        if DESCRIPTION_TAG not in tags:
-            self.client.set_experiment_tag(experiment_id, DESCRIPTION_TAG, self._describe(name))
-        return experiment_id
-
-    def _find_or_create_experiment(self, name: str, artifact_location: str | None) -> str:
         found = self.client.get_experiment_by_name(name)
         if found is not None and found.lifecycle_stage == "deleted":
             raise MlflowException(
@@ -296,8 +249,7 @@ class SweepTracker:
         run = self._runs.get(f"study:{study_id}")
         if run is None:
             tags = {**tags, "kind": "study", "study_id": study_id}
-            name = label(tags) or study_id
-            run = self._create(f"study:{study_id}", name, tags, self.sweep_run_id)
+            run = self._create(f"study:{study_id}", study_id, tags, self.sweep_run_id)
         elif run.status in ("FAILED", "KILLED"):  # running again
             self._reopen(run)
         return run.run_id
@@ -316,11 +268,9 @@ class SweepTracker:
         is reported after it ran).
 
         Params: the study's ``epochs`` and ``batch_size`` plus ``params`` (the searched values,
-        seed, ...), only as params (the UI charts and filters params). Its name is
-        ``backbone·dataset·probe·search-N`` (or ``·seedS``, ``·cfgK·seedS``); resume and dedup
-        go by the ``trial_key`` tag, never by name. A rerun with different params (a
-        non-reproducible search) supersedes the old run: it is re-keyed ``<key>~superseded``
-        and KILLED, and a new run takes the key.
+        seed, ...); numeric ones also as metrics ``hp.<name>`` so ranges filter in the UI. A
+        rerun with different params (a non-reproducible search) supersedes the old run: it is
+        re-keyed ``<key>~superseded`` and KILLED, and a new run takes the key.
         """
         parent = self.study_run(study_id, {})
         train = self.config.get("train") or {}
@@ -348,10 +298,8 @@ class SweepTracker:
             if stage == "final":  # until its study selects it (then one write per seed)
                 run_tags["selected"] = "false"
             run_tags.update(study_id=study_id, trial_key=trial_key)
-            name = trial_name(trial_key, run_tags)
+            name = trial_key.removeprefix(f"{study_id}/").replace("/", "-")
             run = self._create(trial_key, name, run_tags, parent, start_time)
-            if stage == "final" and run_tags.get("dataset"):
-                self.client.log_inputs(run.run_id, [dataset_input(run_tags)])
         else:
             restarts = int(run.tags.get("restarts", "0")) + (run.status != "RUNNING")
             self._reopen(run)
@@ -359,6 +307,7 @@ class SweepTracker:
                 self._tag(run, {"restarts": str(restarts)})
         self._trials.setdefault(study_id, {})[trial_key] = stage
         run.new_params.update({k: v for k, v in flat.items() if k not in run.params})
+        run.metrics += _metrics(params, 0, "hp.")
         self._touch()
         return run.run_id
 
@@ -373,27 +322,12 @@ class SweepTracker:
         self._tag(self._trial(trial_key), tags)
 
     def trial_finished(
-        self,
-        trial_key: str,
-        status: str,
-        error: str = "",
-        end_time: float | None = None,
-        *,
-        pruned_at: int | None = None,
+        self, trial_key: str, status: str, error: str = "", end_time: float | None = None
     ) -> None:
         """Write the trial's buffer and close its run (written through, not buffered);
-        ``end_time`` (epoch seconds): when it ended on its worker (default: now).
-
-        Its ``state`` tag says how it ended: ``finished``, ``pruned`` (stopped by successive
-        halving after ``pruned_at`` epochs, also the tag ``pruned_at_epoch``), ``failed`` (the
-        run FAILED, the reason in ``error``) or ``retried`` (closed KILLED: it runs again)."""
+        ``end_time`` (epoch seconds): when it ended on its worker (default: now)."""
         status = _status(status)
         run = self._trial(trial_key)
-        state = STATES[status] if pruned_at is None or status != "FINISHED" else "pruned"
-        tags = {"state": state}
-        if state == "pruned":
-            tags["pruned_at_epoch"] = str(pruned_at)
-        self._tag(run, tags)
         if error:
             self._tag(run, {"error": error[-MAX_TAG_VAL_LENGTH:]})
         self._write(run)
@@ -408,19 +342,17 @@ class SweepTracker:
         params: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         selected: Iterable[str] = (),
-        chosen: str | None = None,
         tags: Mapping[str, Any] | None = None,
     ) -> None:
-        """Close a study: tag its final runs ``selected`` true/false and the search trial
-        whose configuration was chosen ``chosen=true``, log its summary (``params``,
-        ``metrics`` and ``tags`` of the study run).
+        """Close a study: tag its final runs ``selected`` true/false, log its summary
+        (``params``, ``metrics`` and ``tags`` of the study run).
 
         Every selected key must name a FINISHED final run of the study; one that does not (its
         driver died between the trial's record and its MLflow close) is warned about.
         """
         status = _status(status)
         self._load_study(study_id)
-        chosen_search, chosen = chosen, set(selected)
+        chosen = set(selected)
         finals = {k for k, stage in self._trials.get(study_id, {}).items() if stage == "final"}
         for key in sorted(finals | chosen):
             run = self._runs.get(key)
@@ -435,8 +367,6 @@ class SweepTracker:
                     run.status,
                 )
             self._tag(run, {"selected": str(key in chosen).lower()})
-        if chosen_search is not None and chosen_search in self._runs:
-            self._tag(self._runs[chosen_search], {"chosen": "true"})
         if f"study:{study_id}" not in self._runs:
             self.study_run(study_id, {})
         study = self._runs[f"study:{study_id}"]
@@ -486,45 +416,6 @@ class SweepTracker:
         run.metrics += _metrics(metrics or {}, 0)
         self._tag(run, dict(tags or {}))
         self._touch()
-
-    def log_probe_model(self, study_id: str, probe_file: Path) -> str:
-        """The selected probe of a study as an MLflow logged model (its state dict and
-        signature), produced by the study run; returns the model id."""
-        import tempfile
-
-        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
-
-        study = self._runs[f"study:{study_id}"]
-        with tempfile.TemporaryDirectory() as tmp:
-            params = probe_model(probe_file, Path(tmp))
-            model = self.client.create_logged_model(
-                self.experiment_id,
-                name=(label(study.tags) or study_id).replace(NAME_SEP, "-"),
-                source_run_id=study.run_id,
-                params=params,
-                tags={"study_id": study_id, "sweep_id": self.sweep_id, "file": probe_file.name},
-                model_type="probe",
-            )
-            self.client.log_model_artifacts(model.model_id, tmp)
-        self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-        self.client.log_outputs(study.run_id, [LoggedModelOutput(model.model_id, 0)])
-        return model.model_id
-
-    def log_comparison(self, results: Any, report: Mapping[str, Path]) -> None:
-        """Make the sweep run the comparison page: its report's tables as MLflow tables (the
-        UI renders them), and the cells done and each encoder's mean rank as metrics, so two
-        sweeps compare side by side in the runs table. A re-run logs a table again only when
-        its content changed (``log_table`` appends to an existing file)."""
-        run = self._runs["sweep"]
-        tables, metrics = comparison(results, report)
-        for name, (data, digest) in tables.items():
-            if run.tags.get(f"table.{name}") == digest:
-                continue
-            suffix = "" if f"table.{name}" not in run.tags else f"-{digest}"
-            self.client.log_table(run.run_id, data, f"tables/{name}{suffix}.json")
-            self._tag(run, {f"table.{name}": digest})
-        run.metrics += _metrics(metrics, 0)
-        self._write(run)
 
     def flush(self) -> None:
         """Write every buffered param, metric and tag (one ``log_batch`` per run)."""
@@ -612,12 +503,6 @@ def ui_hint(tracking_uri: str, experiment_id: str | None = None) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         page = f"/#/experiments/{experiment_id}" if experiment_id else ""
         return f"MLflow UI: open {tracking_uri.rstrip('/')}{page}"
-    if tracking_uri.startswith("sqlite:///"):
-        folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
-        return (
-            f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri}\n"
-            f"(copied or moved this folder? python -m orchestrator.relocate {folder} first)"
-        )
     if tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
         return f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri}"
     return f"MLflow: {tracking_uri}"
