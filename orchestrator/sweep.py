@@ -275,7 +275,9 @@ def _run_locked(cfg, sync) -> int:
         [cfg.out_dir / "results.csv", cfg.out_dir / skipped_clips.FILE, *paths.values()],
         "report",
     )
-    tracker.log_report(paths, results)  # (#23) tables, images and mean ranks the UI shows
+    tracker.log_report(
+        {**paths, "results": cfg.out_dir / "results.csv"}, results
+    )  # (#23) tables, images and mean ranks the UI shows
     tracker.close("FINISHED" if not failed else "FAILED")
     hint = ui_hint(cfg.tracking_uri, tracker.experiment_id)
     hint += _relocate_line(cfg)
