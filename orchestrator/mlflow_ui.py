@@ -165,3 +165,50 @@ def log_report(client: Any, run_id: str, paths: Mapping[str, Path], results: Any
 
 def _safe(name: str) -> str:
     return re.sub(r"[^\w\-. /:]", "_", name)[:250]
+
+
+def log_probe_model(
+    client: Any, experiment_id: str, run_id: str, probe_path: Path, name: str
+) -> str:
+    """A trained probe file (``probes/checkpoint.py`` format: a small state dict and its
+    constructor arguments) as an MLflow logged model of ``run_id``, with its signature
+    (tokens ``[batch, time, embed_dim]`` -> logits ``[batch, num_classes]``); its model id."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+    from mlflow.entities import LoggedModelOutput
+    from mlflow.models import Model, ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    from probes.checkpoint import read_record
+
+    record = read_record(probe_path)
+    init = record.get("init") or {}
+    f32 = np.dtype("float32")
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(f32, (-1, -1, int(init.get("embed_dim", -1))), "tokens")]),
+        outputs=Schema([TensorSpec(f32, (-1, int(init.get("num_classes", -1))), "logits")]),
+    )
+    params = {k: str(v)[:500] for k, v in init.items()}
+    params["probe"] = str(record.get("probe", ""))
+    model = client.create_logged_model(
+        experiment_id,
+        name=re.sub(r"[^\w\-.]", "-", name)[:200],
+        source_run_id=run_id,
+        params=params,
+        tags={"probe_file": probe_path.name},
+        model_type="unmute-probe",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(probe_path, Path(tmp) / "probe.pt")
+        meta = Model(artifact_path="model", run_id=run_id, model_id=model.model_id)
+        meta.signature = signature
+        meta.add_flavor(
+            "unmute_probe", file="probe.pt", loader="probes.checkpoint.load_probe", format=1
+        )
+        meta.save(str(Path(tmp) / "MLmodel"))
+        client.log_model_artifacts(model.model_id, tmp)
+    client.finalize_logged_model(model.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+    return model.model_id

@@ -331,6 +331,7 @@ class _StudiesRun:
         if files:
             run_id = self.tracker.study_run(study_id, self.tags[study_id])
             self.tracker.log_artifacts(run_id, files, "probes")
+            self.tracker.log_probe_model(study_id, files[0])  # the UI's Models column
         self.tracker.study_finished(study_id, "FINISHED", **summary)
         self.tracker.flush()
 

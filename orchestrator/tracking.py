@@ -470,6 +470,14 @@ class SweepTracker:
         self._tag(run, dict(tags or {}))
         self._touch()
 
+    def log_probe_model(self, study_id: str, probe_path: Path) -> str:
+        """The selected probe of a study as a logged model of its study run (its model id)."""
+        run_id = self.study_run(study_id, {})
+        name = self._labels.get(study_id, study_id)
+        return mlflow_ui.log_probe_model(
+            self.client, self.experiment_id, run_id, Path(probe_path), name
+        )
+
     def log_report(self, paths: Mapping[str, Path], results: Any) -> None:
         """The report on the sweep run as tables, images and metrics (see
         :func:`orchestrator.mlflow_ui.log_report`)."""

@@ -93,6 +93,30 @@ def test_final_runs_have_dataset_inputs_and_standard_tags(sweep) -> None:
     assert "Protocol" in experiment.tags["mlflow.note.content"]
 
 
+def test_each_cell_logs_its_selected_probe_as_a_model(sweep) -> None:
+    import yaml
+
+    out, _ = sweep
+    client, eid = _client(out)
+    for study in _runs(client, eid, "tags.kind = 'study'"):
+        (output,) = study.outputs.model_outputs
+        model = client.get_logged_model(output.model_id)
+        assert model.status == "READY" and model.source_run_id == study.info.run_id
+        assert model.params["probe"] == study.data.tags["probe"]
+        spec = yaml.safe_load(Path(_model_file(client, model.model_id)).read_text())
+        inputs = json.loads(spec["signature"]["inputs"])
+        outputs = json.loads(spec["signature"]["outputs"])
+        assert inputs[0]["tensor-spec"]["shape"][-1] == int(model.params["embed_dim"])
+        assert outputs[0]["tensor-spec"]["shape"][-1] == int(model.params["num_classes"])
+
+
+def _model_file(client: MlflowClient, model_id: str) -> str:
+    import mlflow.artifacts
+
+    uri = client.get_logged_model(model_id).artifact_location
+    return mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/MLmodel")
+
+
 def test_sweep_run_is_the_comparison_page(sweep) -> None:
     out, _ = sweep
     client, eid = _client(out)
@@ -128,6 +152,10 @@ def test_a_copied_output_folder_serves_its_artifacts(sweep, tmp_path: Path, caps
         )
         assert config["name"] == "quickstart"
         assert str(copy) in run.info.artifact_uri
+        (study, *_) = _runs(client, eid, "tags.kind = 'study'")
+        model_id = study.outputs.model_outputs[0].model_id
+        spec = Path(_model_file(client, model_id)).read_text()  # read from the copy
+        assert "signature:" in spec and model_id in spec
         assert relocate_main([str(copy)]) == 0  # twice: nothing left to change
         assert capsys.readouterr().out.startswith("0 ")
     finally:
