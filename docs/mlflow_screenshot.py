@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options()
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(flag)
-    options.add_argument("--window-size=1600,860")
+    options.add_argument("--window-size=1600,1000")
     try:
         _wait(f"http://127.0.0.1:{port}/health")
         driver = webdriver.Chrome(options=options)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         server.wait(timeout=30)
     with Image.open(raw) as image:
         small = image.convert("RGB").resize((1200, round(image.height * 1200 / image.width)))
-        small.quantize(colors=128).save(args.out, optimize=True)
+        small.quantize(colors=256).save(args.out, optimize=True)
     raw.unlink()
     print(f"wrote {args.out} ({len(runs)} selected runs compared)")
     return 0
