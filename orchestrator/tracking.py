@@ -567,7 +567,9 @@ def _status(status: str) -> str:
 def ui_hint(tracking_uri: str, experiment_id: str | None = None) -> str:
     """How to look at the runs: a command for a local store, an address for a server."""
     if tracking_uri.startswith(("http://", "https://")):
-        page = f"/#/experiments/{experiment_id}" if experiment_id else ""
+        # the runs table in MLflow 3's "Model training" mode (it opens on GenAI otherwise)
+        ml = "?workflowType=machine_learning"
+        page = f"/#/experiments/{experiment_id}/runs{ml}" if experiment_id else f"/#/{ml}"
         return f"MLflow UI: open {tracking_uri.rstrip('/')}{page}"
     if tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
         return f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri}"

@@ -224,7 +224,7 @@ def test_sweep_id_and_ui_hint(tmp_path: Path) -> None:
     )
     assert (
         ui_hint("http://10.0.0.1:5000/", "7")
-        == "MLflow UI: open http://10.0.0.1:5000/#/experiments/7"
+        == "MLflow UI: open http://10.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
     )
 
 
