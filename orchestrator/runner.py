@@ -11,6 +11,8 @@ which a re-run reads instead of redoing the study. A re-run replays the ledgers.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -174,8 +176,28 @@ class _StudiesRun:
         if ledger:
             log.info("study %s: %d finished trials replayed from its ledger", study_id, len(ledger))
         if self.tracker is not None:
-            self.recorder.submit(self.tracker.study_run, study_id, self.tags[study_id])
+            self.recorder.submit(
+                self.tracker.study_run, study_id, self.tags[study_id], self._dataset(study_id)
+            )
         return state
+
+    def _dataset(self, study_id: str) -> dict[str, Any]:
+        """The study's dataset as an MLflow input: name, version, store digests, split sizes."""
+        study, extracted = self.by_id[study_id], self.extracted[study_id]
+        splits = {}
+        for split, key in sorted(extracted.keys.items()):
+            size = study.dataset.options.get(f"{split}_clips")
+            splits[split] = {"digest": getattr(key, "digest", str(key))[:16], "clips": size}
+        digest = hashlib.sha256(json.dumps(splits, sort_keys=True).encode()).hexdigest()
+        return {
+            "name": study.dataset.name,
+            "source": study.dataset.source or study.dataset.name,
+            "version": extracted.dataset_version,
+            "digest": digest[:16],
+            "task": extracted.task,
+            "num_classes": extracted.num_classes,
+            "splits": splits,
+        }
 
     def write_ledger(self, study: StudyState) -> None:
         """Queue the rewrite of the study's ledger (rows taken now, written in order)."""
@@ -298,6 +320,7 @@ class _StudiesRun:
                 selected=[
                     r.item.key for r in state.final.values() if r.item.config_index == chosen
                 ],
+                chosen_config=state.configs[chosen],
             )
         self.recorder.submit(_atomic_parquet, rows, self.folder(state.study_id) / "final.parquet")
         self.outcomes[state.study_id] = (rows, "")
@@ -310,6 +333,7 @@ class _StudiesRun:
         if files:
             run_id = self.tracker.study_run(study_id, self.tags[study_id])
             self.tracker.log_artifacts(run_id, files, "probes")
+            self.tracker.log_probe_model(study_id, files[0])  # the UI's Models column
         self.tracker.study_finished(study_id, "FINISHED", **summary)
         self.tracker.flush()
 

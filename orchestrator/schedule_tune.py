@@ -311,6 +311,9 @@ class ScheduleCallback(Callback):
         study, row = self.book.finish(key, status, metrics, error)
         if row is None:
             return
+        if row["status"] == "pruned" and self.tracker is not None:  # MLflow: says so (#23)
+            state = {"state": "pruned", "pruned_epoch": row["epochs"]}
+            self.record(self.tracker.tag_trial, key, state)
         self.counts[f"{row['stage']}.{row['status']}"] = (
             self.counts.get(f"{row['stage']}.{row['status']}", 0) + 1
         )

@@ -212,6 +212,7 @@ def _run_locked(cfg, sync) -> int:
     artifacts = None
     if cfg.tracking_uri.startswith("sqlite:"):  # keep artifacts beside the local store
         artifacts = (cfg.out_dir / "mlartifacts").resolve().as_uri()
+        _relocate_store(cfg)
     tracker = SweepTracker(
         cfg.tracking_uri,
         cfg.experiment,
@@ -274,10 +275,34 @@ def _run_locked(cfg, sync) -> int:
         [cfg.out_dir / "results.csv", cfg.out_dir / skipped_clips.FILE, *paths.values()],
         "report",
     )
+    tracker.log_report(
+        {**paths, "results": cfg.out_dir / "results.csv"}, results
+    )  # (#23) tables, images and mean ranks the UI shows
     tracker.close("FINISHED" if not failed else "FAILED")
     hint = ui_hint(cfg.tracking_uri, tracker.experiment_id)
+    hint += _relocate_line(cfg)
     _print_summary(cfg, paths, failed, time.monotonic() - started_at, hint)
     return 1 if failed else 0
+
+
+def _relocate_store(cfg) -> None:
+    """(#23) A resumed sweep in a moved output folder: its store's artifact URIs follow it."""
+    from orchestrator.relocate import DB, relocate
+
+    if (
+        cfg.tracking_uri == f"sqlite:///{(cfg.out_dir / DB).resolve()}"
+        and (cfg.out_dir / DB).exists()
+    ):
+        relocate(cfg.out_dir)
+
+
+def _relocate_line(cfg) -> str:
+    """(#23) The final lines name ``orchestrator.relocate`` when the store is in the folder."""
+    from orchestrator.relocate import DB, relocate_hint
+
+    if cfg.tracking_uri != f"sqlite:///{(cfg.out_dir / DB).resolve()}":
+        return ""
+    return "\n" + relocate_hint(cfg.out_dir)
 
 
 def dry_run(cfg, verbose: bool = False, gpus: float | None = None) -> int:

@@ -11,7 +11,10 @@ true at paper scale (~48,000 runs on one server):
 - params, metrics and tags are buffered and written with ``log_batch`` (one request per run per
   flush) when the buffer is large or old, when a trial ends and when a study ends; a run is
   created with all its tags in one request;
-- ``close_stale`` marks the runs a killed driver left RUNNING as KILLED.
+- ``close_stale`` marks the runs a killed driver left RUNNING as KILLED;
+- what a person compares in the UI (names ``backbone·dataset·probe·seed0``, a ``state`` tag,
+  MLflow's system tags, dataset inputs, the experiment's description) comes from
+  :mod:`orchestrator.mlflow_ui`; names are for reading only, never for finding a run.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
+
+from orchestrator import mlflow_ui
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +132,10 @@ class SweepTracker:
         self.flush_metrics = flush_metrics
         self.base_tags = {"sweep_id": sweep_id, "sweep_name": sweep_name, "out_dir": str(out_dir)}
         self.config = dict(config)
+        self.system_tags = mlflow_ui.system_tags()
         self.experiment_id = self._experiment(experiment, artifact_location)
+        self._labels: dict[str, str] = {}  # study id -> its run-name label (unique in the sweep)
+        self._datasets: dict[str, dict[str, Any]] = {}  # study id -> its dataset input
         self._runs: dict[str, _Run] = {}  # by key: "sweep", "study:<id>" or a trial key
         self._trials: dict[str, dict[str, str]] = {}  # study id -> {trial key: stage}
         self._loaded: set[str] = set()  # studies whose runs were read from the store
@@ -145,15 +153,22 @@ class SweepTracker:
                 f"(mlflow experiments restore --experiment-id {found.experiment_id}) or use "
                 "another experiment name."
             )
-        if found is not None:
-            return found.experiment_id
-        try:
-            return self.client.create_experiment(name, artifact_location=artifact_location)
-        except MlflowException:  # created meanwhile by another process
+        if found is None:
+            try:
+                self.client.create_experiment(name, artifact_location=artifact_location)
+            except MlflowException:  # created meanwhile by another process
+                pass
             found = self.client.get_experiment_by_name(name)
             if found is None:
-                raise
-            return found.experiment_id
+                raise MlflowException(f"MLflow experiment {name!r} could not be created")
+        # a kind (else MLflow 3's UI asks whether it is a GenAI one) and a description; a
+        # description the user edited in the UI is kept
+        if found.tags.get(mlflow_ui.KIND_TAG) is None:
+            self.client.set_experiment_tag(found.experiment_id, mlflow_ui.KIND_TAG, mlflow_ui.KIND)
+        if not found.tags.get(mlflow_ui.NOTE_TAG):
+            note = mlflow_ui.describe(name, self.config)
+            self.client.set_experiment_tag(found.experiment_id, mlflow_ui.NOTE_TAG, note)
+        return found.experiment_id
 
     def _search(self, query: str) -> list[Any]:
         runs, token = [], None
@@ -179,7 +194,7 @@ class SweepTracker:
         parent: str | None,
         start_time: float | None = None,
     ) -> _Run:
-        all_tags = {**{k: str(v) for k, v in tags.items()}, **self.base_tags}
+        all_tags = {**self.system_tags, **{k: str(v) for k, v in tags.items()}, **self.base_tags}
         if parent:
             all_tags[PARENT_TAG] = parent
         all_tags = {_key(k): v[:MAX_TAG_VAL_LENGTH] for k, v in all_tags.items()}
@@ -243,13 +258,33 @@ class SweepTracker:
                 self._remember(key, run)
                 trials[key] = run.data.tags.get("stage", "")
 
-    def study_run(self, study_id: str, tags: Mapping[str, Any]) -> str:
-        """The run of a study (created under the sweep run, or the one a resumed sweep made)."""
+    def _label(self, study_id: str, tags: Mapping[str, Any]) -> str:
+        """``backbone·dataset·probe`` of a study; its id when another study has that label."""
+        if study_id not in self._labels:
+            label = mlflow_ui.study_label(tags, study_id)
+            if label in self._labels.values():
+                label = study_id
+            self._labels[study_id] = label
+        return self._labels[study_id]
+
+    def study_run(
+        self,
+        study_id: str,
+        tags: Mapping[str, Any],
+        dataset: Mapping[str, Any] | None = None,
+    ) -> str:
+        """The run of a study (created under the sweep run, or the one a resumed sweep made).
+        ``dataset`` (name, version, digest, split sizes): logged as the input of its final runs."""
+        if dataset is not None:
+            self._datasets[study_id] = dict(dataset)
         self._load_study(study_id)
         run = self._runs.get(f"study:{study_id}")
+        if tags:
+            self._label(study_id, tags)
         if run is None:
             tags = {**tags, "kind": "study", "study_id": study_id}
-            run = self._create(f"study:{study_id}", study_id, tags, self.sweep_run_id)
+            name = self._label(study_id, tags)
+            run = self._create(f"study:{study_id}", name, tags, self.sweep_run_id)
         elif run.status in ("FAILED", "KILLED"):  # running again
             self._reopen(run)
         return run.run_id
@@ -268,7 +303,9 @@ class SweepTracker:
         is reported after it ran).
 
         Params: the study's ``epochs`` and ``batch_size`` plus ``params`` (the searched values,
-        seed, ...); numeric ones also as metrics ``hp.<name>`` so ranges filter in the UI. A
+        seed, ...), only as params (the UI's charts plot params). A final run gets its study's
+        dataset as its input. The run's name is ``backbone·dataset·probe·search-<n>`` or
+        ``...·seed<s>`` (for reading: the run is found by its ``trial_key`` tag). A
         rerun with different params (a non-reproducible search) supersedes the old run: it is
         re-keyed ``<key>~superseded`` and KILLED, and a new run takes the key.
         """
@@ -298,8 +335,11 @@ class SweepTracker:
             if stage == "final":  # until its study selects it (then one write per seed)
                 run_tags["selected"] = "false"
             run_tags.update(study_id=study_id, trial_key=trial_key)
-            name = trial_key.removeprefix(f"{study_id}/").replace("/", "-")
+            name = mlflow_ui.trial_name(self._label(study_id, tags), study_id, trial_key)
             run = self._create(trial_key, name, run_tags, parent, start_time)
+            if stage == "final" and study_id in self._datasets:
+                dataset = mlflow_ui.dataset_input(tags, self._datasets[study_id])
+                self.client.log_inputs(run.run_id, datasets=[dataset])
         else:
             restarts = int(run.tags.get("restarts", "0")) + (run.status != "RUNNING")
             self._reopen(run)
@@ -307,7 +347,6 @@ class SweepTracker:
                 self._tag(run, {"restarts": str(restarts)})
         self._trials.setdefault(study_id, {})[trial_key] = stage
         run.new_params.update({k: v for k, v in flat.items() if k not in run.params})
-        run.metrics += _metrics(params, 0, "hp.")
         self._touch()
         return run.run_id
 
@@ -325,9 +364,13 @@ class SweepTracker:
         self, trial_key: str, status: str, error: str = "", end_time: float | None = None
     ) -> None:
         """Write the trial's buffer and close its run (written through, not buffered);
-        ``end_time`` (epoch seconds): when it ended on its worker (default: now)."""
+        ``end_time`` (epoch seconds): when it ended on its worker (default: now). Tag
+        ``state``: ``finished``, ``failed`` (tag ``error``: why) or, for a run closed KILLED to
+        run again, ``retried`` (a pruned trial is re-tagged by :meth:`tag_trial`)."""
         status = _status(status)
         run = self._trial(trial_key)
+        state = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "retried"}[status]
+        self._tag(run, {"state": state})
         if error:
             self._tag(run, {"error": error[-MAX_TAG_VAL_LENGTH:]})
         self._write(run)
@@ -343,9 +386,11 @@ class SweepTracker:
         metrics: Mapping[str, Any] | None = None,
         selected: Iterable[str] = (),
         tags: Mapping[str, Any] | None = None,
+        chosen_config: Mapping[str, Any] | None = None,
     ) -> None:
-        """Close a study: tag its final runs ``selected`` true/false, log its summary
-        (``params``, ``metrics`` and ``tags`` of the study run).
+        """Close a study: tag its final runs ``selected`` true/false, the search runs whose
+        params are the ``chosen_config`` ``chosen=true``, log its summary (``params``,
+        ``metrics`` and ``tags`` of the study run).
 
         Every selected key must name a FINISHED final run of the study; one that does not (its
         driver died between the trial's record and its MLflow close) is warned about.
@@ -367,6 +412,14 @@ class SweepTracker:
                     run.status,
                 )
             self._tag(run, {"selected": str(key in chosen).lower()})
+        if chosen_config:
+            want = flatten(dict(chosen_config))
+            for key, stage in self._trials.get(study_id, {}).items():
+                run = self._runs.get(key)
+                if run is None or stage != "search":
+                    continue
+                if all(run.params.get(k, run.new_params.get(k)) == v for k, v in want.items()):
+                    self._tag(run, {"chosen": "true"})
         if f"study:{study_id}" not in self._runs:
             self.study_run(study_id, {})
         study = self._runs[f"study:{study_id}"]
@@ -416,6 +469,19 @@ class SweepTracker:
         run.metrics += _metrics(metrics or {}, 0)
         self._tag(run, dict(tags or {}))
         self._touch()
+
+    def log_probe_model(self, study_id: str, probe_path: Path) -> str:
+        """The selected probe of a study as a logged model of its study run (its model id)."""
+        run_id = self.study_run(study_id, {})
+        name = self._labels.get(study_id, study_id)
+        return mlflow_ui.log_probe_model(
+            self.client, self.experiment_id, run_id, Path(probe_path), name
+        )
+
+    def log_report(self, paths: Mapping[str, Path], results: Any) -> None:
+        """The report on the sweep run as tables, images and metrics (see
+        :func:`orchestrator.mlflow_ui.log_report`)."""
+        mlflow_ui.log_report(self.client, self.sweep_run_id, paths, results)
 
     def flush(self) -> None:
         """Write every buffered param, metric and tag (one ``log_batch`` per run)."""
@@ -501,7 +567,9 @@ def _status(status: str) -> str:
 def ui_hint(tracking_uri: str, experiment_id: str | None = None) -> str:
     """How to look at the runs: a command for a local store, an address for a server."""
     if tracking_uri.startswith(("http://", "https://")):
-        page = f"/#/experiments/{experiment_id}" if experiment_id else ""
+        # the runs table in MLflow 3's "Model training" mode (it opens on GenAI otherwise)
+        ml = "?workflowType=machine_learning"
+        page = f"/#/experiments/{experiment_id}/runs{ml}" if experiment_id else f"/#/{ml}"
         return f"MLflow UI: open {tracking_uri.rstrip('/')}{page}"
     if tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
         return f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri}"

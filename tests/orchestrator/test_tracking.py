@@ -99,8 +99,16 @@ def test_sweep_study_and_trial_runs_are_nested_tagged_and_batched(tmp_path: Path
     assert len(trials) == 8 and {r.data.tags["mlflow.parentRunId"] for r in trials} == {study}
     for run in trials:
         assert run.data.params["epochs"] == "3" and run.data.params["batch_size"] == "8"
-        assert run.data.metrics["hp.lr"] == float(run.data.params["lr"])
+        assert not any(m.startswith("hp.") for m in run.data.metrics)  # params only (#23)
+        assert run.data.tags["state"] == "finished"
         assert run.data.tags["probe"] == "linear"
+    # names for reading (#23): backbone·dataset·probe plus the trial, unique in the sweep
+    names = {r.data.tags["trial_key"]: r.info.run_name for r in trials}
+    assert names["s1/search/2"] == "eat·synth_events·linear·search-2"
+    assert names["s1/final/0-1"] == "eat·synth_events·linear·seed1"
+    assert names["s1/final/1-0"] == "eat·synth_events·linear·cfg1·seed0"
+    assert len(set(names.values())) == 8 and study_run.info.run_name == "eat·synth_events·linear"
+    assert sweep.data.tags["mlflow.source.name"] == "orchestrator.sweep"
     selected = {r.data.tags["trial_key"]: r.data.tags.get("selected") for r in trials}
     assert selected == {
         **{f"s1/search/{n}": None for n in range(4)},
@@ -114,8 +122,8 @@ def test_sweep_study_and_trial_runs_are_nested_tagged_and_batched(tmp_path: Path
         "val_score",
     )
     assert [m.step for m in history] == [1, 2, 3]
-    # lr range filter works on the numeric copy of the hyperparameter
-    assert len(runs(tmp_path, "metrics.`hp.lr` < 0.005 and tags.stage = 'search'")) == 3
+    # hyperparameters filter as params
+    assert len(runs(tmp_path, "params.lr = '0.001' and tags.stage = 'search'")) == 1
     # batched: per trial one create, one log_batch, one close; no per-metric request
     assert calls["create_run"] == 1 + 8 and calls["get_run"] == 0
     assert calls["log_batch"] == 8 + 2 + 1  # trials, selected=true of 2 seeds, study summary
@@ -216,7 +224,7 @@ def test_sweep_id_and_ui_hint(tmp_path: Path) -> None:
     )
     assert (
         ui_hint("http://10.0.0.1:5000/", "7")
-        == "MLflow UI: open http://10.0.0.1:5000/#/experiments/7"
+        == "MLflow UI: open http://10.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
     )
 
 

@@ -127,13 +127,12 @@ def test_sweep_over_http_killed_resumed_and_read_back_over_rest(tmp_path: Path) 
         for run in trial_runs:
             assert run["tags"]["mlflow.parentRunId"] == study_ids[run["tags"]["study_id"]]
             assert run["params"]["epochs"] == "3" and run["params"]["batch_size"] == "8"
-            assert run["metrics"]["hp.lr"] == pytest.approx(float(run["params"]["lr"]))
+            assert "hp.lr" not in run["metrics"]  # hyperparameters are params only (#23)
         rerun = next(r for r in trial_runs if r["tags"]["trial_key"] == "study-2/search/1")
         assert rerun["tags"]["restarts"] == "1" and rerun["metrics"]["val_score"] == 31.0
         selected = search_runs(url, eid, "tags.selected = 'true'")
         assert len(selected) == len(rows) == 4 * len(SEEDS)
         assert len(search_runs(url, eid, "tags.selected = 'false'")) == 4 * len(SEEDS)
-        assert len(search_runs(url, eid, "metrics.`hp.lr` < 0.005 and tags.stage = 'search'")) == 12
         assert sweep["params"]["config.train.epochs"] == "3"
         listed = rest(url, f"artifacts/list?run_id={sweep['run_id']}")
         assert {"config.json", "report"} <= {f["path"] for f in listed["files"]}
