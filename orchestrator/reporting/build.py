@@ -19,6 +19,7 @@ from orchestrator.reporting.encoders import domain_wins
 from orchestrator.reporting.families import FamilyComparison, compare_families
 from orchestrator.reporting.finetune import finetune_gap, parse_refs
 from orchestrator.reporting.latex import latex_table
+from orchestrator.reporting.paper import PaperComparison, compare_to_paper
 from orchestrator.reporting.ranks import ALL, encoder_ranks, probe_ranks, rank_agreement
 from orchestrator.reporting.scopes import Scope, check_datasets, select
 from orchestrator.reporting.sources import ReportError
@@ -98,6 +99,7 @@ class ReportData:
     agreement: pl.DataFrame | None
     significance: Significance
     finetune: pl.DataFrame | None
+    paper: PaperComparison | None = None
 
 
 def _long_counts(counts: WinCounts) -> list[dict]:
@@ -168,6 +170,7 @@ def compute(
         agreement=None if encoders is None else rank_agreement(encoders, *options.compare_probes),
         significance=friedman_posthoc(head, options.posthoc, options.alpha),
         finetune=finetune,
+        paper=compare_to_paper(summary, scale),
     )
 
 
@@ -238,6 +241,8 @@ def write_outputs(data: ReportData, out: Path) -> dict[str, Path]:
         figure(plots.cd_figure(sig.mean_ranks, sig.pvalues, sig.alpha, title), "cd_diagram")
     if data.finetune is not None:
         table(data.finetune, "finetune_gap")
+    if data.paper is not None and data.paper.cells.height:
+        table(data.paper.cells, "paper_comparison")
     tex = out / "results_table.tex"
     tex.write_text(latex_table(data.summary, scale=data.scale), encoding="utf-8")
     paths["latex"] = tex
