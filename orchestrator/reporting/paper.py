@@ -28,7 +28,7 @@ FINETUNE = "finetune"
 AGREE_POINTS = 1.0
 
 
-def paper_file(name: str = PAPER_CSV):  # noqa: ANN201 - importlib Traversable
+def paper_file(name: str = PAPER_CSV):
     """The shipped file ``name`` under ``orchestrator/reporting/paper_data``."""
     return resources.files("orchestrator.reporting").joinpath("paper_data", name)
 
@@ -168,11 +168,12 @@ def compare_to_paper(
 def render_paper(comparison: PaperComparison, names: int = 10) -> list[str]:
     """Paragraphs + table of the report's "Beside the paper" section."""
     c = comparison
-    parts = [
+    intro = (
         f"Published test scores of {PAPER_CITATION} (percent, the paper's mean over 5 seeds; "
         f"shipped as `orchestrator/reporting/paper_data/{PAPER_CSV}`, provenance and "
         f"confidence in `{PAPER_NOTE}`). `diff = yours - paper` in points."
-    ]
+    )
+    parts = [intro]
     n = c.cells.height
     if n:
         parts.append(

@@ -54,11 +54,10 @@ def test_report_shows_agreeing_cells_and_a_difference(tmp_path):
 
 
 def test_installed_wheel_carries_the_paper_values(tmp_path):
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
-
-    import shutil
 
     src = tmp_path / "src"  # a copy: building in place would leave build/ in the checkout
     shutil.copytree(
