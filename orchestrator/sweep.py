@@ -189,6 +189,7 @@ def _run_locked(cfg, sync) -> int:
     from orchestrator.extract_jobs import run_extractions
     from orchestrator.plan import make_plan
     from orchestrator.report import write_report
+    from orchestrator.reporting.merge import with_protocol
     from orchestrator.runner import run_studies
     from orchestrator.tracking import SweepTracker, make_sweep_id, ui_hint
 
@@ -250,6 +251,7 @@ def _run_locked(cfg, sync) -> int:
         tracker.close("FAILED")
         return 1
     results = pl.concat(frames, how="diagonal_relaxed")
+    results = with_protocol(results, cfg.train.epochs, cfg.search.trials, cfg.seeds)
     results.write_csv(cfg.out_dir / "results.csv")
     results.write_parquet(cfg.out_dir / "results.parquet")
     expected = pl.DataFrame(

@@ -59,6 +59,8 @@ class ReportOptions:
     seed: int = 0
     source: str = "results table"
     datasets: tuple[str, ...] = ()  # datasets the win matrices count; empty: every dataset
+    allow_mixed: bool = False  # rows of several dataset versions / protocols (stated in report)
+    notes: tuple[str, ...] = ()  # lines the report states under its source (merged inputs)
 
     def validate(self) -> ReportOptions:
         check_tie_rule(self.tie_rule)

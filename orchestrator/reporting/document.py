@@ -33,6 +33,7 @@ def _intro(data: ReportData) -> list[str]:
             f"({TIE_RULE_HELP[rule]})."
         ),
         _scope_line(data),
+        *data.options.notes,
     ]
     if missing.height:
         cells = [
