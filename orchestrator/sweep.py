@@ -283,23 +283,10 @@ def _run_locked(cfg, sync) -> int:
 
 
 def dry_run(cfg, verbose: bool = False, gpus: float | None = None) -> int:
-    """Print the plan, its price, the locations and the pre-flight check (exit 2 on problems)."""
-    from orchestrator import preflight
-    from orchestrator.cost import price
-    from orchestrator.paths import locations
-    from orchestrator.plan import make_plan
+    """Print the plan, its price and every pre-flight check (exit 2): see orchestrator.dryrun."""
+    from orchestrator.dryrun import dry_run as _dry_run
 
-    plan = make_plan(cfg)
-    print(plan.describe(cfg, verbose=verbose))
-    print("locations:")
-    print("\n".join(f"  {line}" for line in locations(cfg).lines()))
-    print("\n".join(price(cfg, plan, gpus or 0.0).lines()))
-    problems = preflight.check(cfg, with_cluster=False)
-    if problems:
-        print(preflight.report(problems))
-        return 2
-    print("pre-flight: checkpoints and datasets OK (resources are checked when Ray starts)")
-    return 0
+    return _dry_run(cfg, verbose=verbose, gpus=gpus)
 
 
 def _print_summary(

@@ -217,28 +217,23 @@ def _extremes(space: Any) -> list[dict[str, Any]]:
     return out
 
 
-def check_probe(
-    probe: Any,
-    space: Any,
-    widths: dict[str, int],
-    datasets: dict[str, Any],
-    context: str = "",
-) -> None:
-    """Build the probe at each encoder's width and each search extreme; run one forward pass."""
-    import torch
-
-    from probes import create_probe
-
-    where = (
+def _where(probe: Any, context: str) -> str:
+    return (
         f"probe {probe.name!r} (sweeps/probe/{probe.name}.yaml, search space {probe.search!r}"
         f"{context})"
     )
+
+
+def check_probe_values(probe: Any, space: Any, context: str = "") -> None:
+    """What needs no torch: a value fixed and searched at once, a count that is not >= 1."""
+    where = _where(probe, context)
     searched = {p.name for p in space}
     both = sorted(searched & set(probe.hparams))
     if both:
         raise ConfigError(
             f"{where}: {both} fixed in hparams and also searched by search space "
-            f"{probe.search!r} (sweeps/search/{probe.search}.yaml). Either remove it from probe.{probe.name}.hparams, or pick a "
+            f"{probe.search!r} (sweeps/search/{probe.search}.yaml). Either remove it from "
+            f"probe.{probe.name}.hparams, or pick a "
             f"search space without it (probe.{probe.name}.search=default)."
         )
     for key, value in probe.hparams.items():
@@ -248,9 +243,29 @@ def check_probe(
                 f"{where}: {key}={value!r} must be a positive integer (a count). Fix "
                 f"probe.{probe.name}.hparams.{key}, e.g. {key}=4."
             )
+
+
+def check_probe(
+    probe: Any,
+    space: Any,
+    widths: dict[str, int],
+    datasets: dict[str, Any],
+    context: str = "",
+    *,
+    largest: bool = True,
+) -> None:
+    """Build the probe at each encoder's width and each search extreme; run one forward pass
+    (at the smallest and, with ``largest``, the largest class count of the datasets)."""
+    import torch
+
+    from probes import create_probe
+
+    check_probe_values(probe, space, context)
+    where = _where(probe, context)
     classes = sorted({(s.num_classes, s.task) for s in datasets.values()}) or [(2, "multiclass")]
+    counts = classes[:1] + classes[-1:] if largest else classes[:1]
     for (enc_name, width), (num_classes, _), point in itertools.product(
-        sorted(widths.items()), classes[:1] + classes[-1:], _extremes(space)
+        sorted(widths.items()), counts, _extremes(space)
     ):
         hp = {**probe.hparams, **point}
         try:
@@ -262,23 +277,26 @@ def check_probe(
                 raise ValueError(f"logits of shape {tuple(out.shape)}, not (2, {num_classes})")
         except (TypeError, ValueError, RuntimeError, AssertionError) as err:
             raise ConfigError(
-                f"{where} with {hp} at the width {width} of encoder {enc_name!r}: {err}. Fix the value "
-                f"in probe.{probe.name}.hparams or the range in sweeps/search/{probe.search}.yaml."
+                f"{where} with {hp} at the width {width} of encoder {enc_name!r}: {err}. Fix the "
+                f"value in probe.{probe.name}.hparams or the range in "
+                f"sweeps/search/{probe.search}.yaml."
             ) from None
 
 
-def validate_values(cfg: SweepConfig, build_probes: bool = True) -> None:
+def validate_values(cfg: SweepConfig, build_probes: bool = True, *, largest: bool = True) -> None:
     """Everything checkable from the config and the registries alone (no files, no machine).
 
-    ``build_probes=False`` (``--dry-run``) checks search spaces and hyperparameter names but
-    neither the encoder overrides nor builds each probe (both import torch); a real run does.
+    ``build_probes=False`` checks search spaces, hyperparameter names and counts but neither
+    the encoder overrides nor builds each probe (both import torch). ``largest=False`` (the dry
+    run) runs each probe's forward pass at the smallest class count only: a prototype head at
+    AudioSet's 527 classes costs seconds per search corner.
     """
     from orchestrator.space import load_space
 
     check_devices(cfg)
     datasets = {ds.name: check_dataset_choice(ds) for ds in cfg.datasets}
     widths: dict[str, int] = {}
-    if build_probes:  # the encoder registry imports torch: a real run, not --dry-run
+    if build_probes:  # the encoder registry imports torch
         for enc in cfg.encoders:
             check_encoder(enc)
             widths.setdefault(f"{enc.name}", encoder_width(enc))
@@ -294,7 +312,9 @@ def validate_values(cfg: SweepConfig, build_probes: bool = True) -> None:
             scope = datasets if resolved is probe else {name: spec}
             space = load_space(resolved.search, resolved.name)
             if build_probes:
-                check_probe(resolved, space, widths, scope, context)
+                check_probe(resolved, space, widths, scope, context, largest=largest)
+            else:
+                check_probe_values(resolved, space, context)
 
 
 # -- what needs the files and the machine ---------------------------------------------------------
