@@ -93,7 +93,12 @@ def _resources(cfg, findings: Findings) -> None:
 def collect(cfg) -> Findings:
     """Every check of the real run's start, each problem listed (nothing started)."""
     from orchestrator import preflight
-    from orchestrator.validate import check_checkpoints, check_sources, validate_values
+    from orchestrator.validate import (
+        check_checkpoint_files,
+        check_checkpoints,
+        check_sources,
+        validate_values,
+    )
 
     findings = Findings()
     findings.run(
@@ -104,6 +109,7 @@ def collect(cfg) -> Findings:
     findings.problems += preflight.probe_problems(cfg)
     if not findings.problems:
         findings.run("checkpoints", lambda: check_checkpoints(cfg))
+        findings.run("local checkpoint files load", lambda: check_checkpoint_files(cfg))
     findings.run("dataset sources", lambda: check_sources(cfg))
     staged = preflight.dataset_problems(cfg)
     findings.problems += staged

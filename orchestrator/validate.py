@@ -217,6 +217,19 @@ def _extremes(space: Any) -> list[dict[str, Any]]:
     return out
 
 
+def check_override_syntax(overrides: Iterable[str]) -> None:
+    """``key=value`` (or ``+key=value``, ``~key``) with a key: Hydra answers ``=4`` with a
+    traceback about config groups that names neither the override nor the fix."""
+    for item in overrides:
+        key, eq, _ = item.partition("=")
+        name = key.lstrip("+~").strip()
+        if (eq and not name) or (not eq and not key.startswith("~")):
+            raise ConfigError(
+                f"override {item!r} has no key: write KEY=VALUE, e.g. train.epochs=4, "
+                "+probe.mhca.hparams.num_heads=4 or dataset=[esc50] (~KEY deletes a key)."
+            )
+
+
 def _where(probe: Any, context: str) -> str:
     return (
         f"probe {probe.name!r} (sweeps/probe/{probe.name}.yaml, search space {probe.search!r}"
@@ -352,6 +365,37 @@ def check_checkpoints(cfg: SweepConfig) -> None:
             )
 
 
+def _local_checkpoint(enc: Any) -> Path | None:
+    from backbones import BACKBONES
+
+    ref = enc.checkpoint
+    if ref is None:
+        ref = os.environ.get(BACKBONES.get(enc.name).spec.env_var)
+    if ref is None or str(ref) == "random":
+        return None
+    ref = str(ref)
+    if "://" in ref and not ref.startswith("file://"):
+        return None
+    path = Path(ref.removeprefix("file://")).expanduser()
+    return path if path.is_file() else None
+
+
+def check_checkpoint_files(cfg: SweepConfig) -> None:
+    """A local checkpoint must load into its encoder (layout, keys, shapes) before any task:
+    otherwise every extraction job of the encoder fails on a worker, later and farther away."""
+    from backbones import create_backbone
+    from backbones.checkpoints import CheckpointError
+
+    for enc in cfg.encoders:
+        path = _local_checkpoint(enc)
+        if path is None:
+            continue
+        try:
+            create_backbone(enc.name, checkpoint=str(path), **enc.overrides)
+        except CheckpointError as err:
+            raise ConfigError(f"encoder {enc.name!r}: {err}") from None
+
+
 def check_sources(cfg: SweepConfig) -> None:
     """A dataset source that is a local path must exist."""
     for ds in cfg.datasets:
@@ -445,6 +489,7 @@ def check_environment(cfg: SweepConfig) -> None:
     """Files, data and machine: output folder, checkpoints, sources, metadata, local resources."""
     check_out_dir(cfg.out_dir)
     check_checkpoints(cfg)
+    check_checkpoint_files(cfg)
     check_sources(cfg)
     check_local_resources(cfg)
     check_data(cfg)
