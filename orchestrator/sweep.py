@@ -292,18 +292,30 @@ def dry_run(cfg, verbose: bool = False, gpus: float | None = None) -> int:
 def _print_summary(
     cfg, paths: dict[str, Path], failed: list[str], seconds: float, hint: str
 ) -> None:
+    """The report's path (its text is in the file, not on the terminal); the last line's time is
+    the command's wall time (from process start, Ray and MLflow start-up included)."""
     report_md = paths.get("report.md") or paths.get("report")
-    if report_md and Path(report_md).exists():
-        print(Path(report_md).read_text())
     if failed:
         print(f"\n{len(failed)} studies failed (missing cells in the report):")
         for line in failed:
             print(f"  {line}")
-    print(
-        f"\nfinished in {seconds:.0f} s. Results: {cfg.out_dir / 'results.csv'}; "
-        f"report: {cfg.out_dir / 'report'}"
-    )
+    print(f"Results: {cfg.out_dir / 'results.csv'}")
+    if report_md:
+        print(f"Report:  {report_md}")
     print(hint)
+    print(f"finished in {max(seconds, command_seconds()):.0f} s (wall time of this command)")
+
+
+def command_seconds() -> float:
+    """Seconds since this process started (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def main(argv: list[str] | None = None) -> int:

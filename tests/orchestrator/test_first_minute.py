@@ -1,0 +1,45 @@
+"""The end of a user's run: no lock take-over warning after a clean finish, the report's path
+instead of its text, and a last line whose time is the command's wall time."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+from orchestrator.outlock import OutDirLock
+from orchestrator.sweep import _print_summary
+
+
+def test_no_take_over_warning_after_a_clean_finish(tmp_path, caplog):
+    out = tmp_path / "out"
+    code = f"from orchestrator.outlock import OutDirLock\nwith OutDirLock({str(out)!r}): pass\n"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with caplog.at_level(logging.WARNING, logger="orchestrator.outlock"), OutDirLock(out):
+        pass
+    assert not [r for r in caplog.records if "taking over" in r.getMessage()]
+
+
+def test_summary_prints_the_report_path_and_the_command_wall_time(tmp_path, capsys):
+    report = tmp_path / "report" / "report.md"
+    report.parent.mkdir()
+    report.write_text("# Probing results\n\nTHE WHOLE REPORT\n")
+    cfg = SimpleNamespace(out_dir=tmp_path)
+    code = (
+        "import time, sys\nfrom types import SimpleNamespace\nfrom pathlib import Path\n"
+        "from orchestrator.sweep import _print_summary\ntime.sleep(3)\n"
+        f"_print_summary(SimpleNamespace(out_dir=Path({str(tmp_path)!r})), "
+        f"{{'report': Path({str(report)!r})}}, [], 0.5, 'MLflow UI: hint')\n"
+    )
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall = time.monotonic() - start
+    lines = done.stdout.strip().splitlines()
+    assert "THE WHOLE REPORT" not in done.stdout
+    assert f"Report:  {report}" in lines
+    seconds = int(lines[-1].split()[2])
+    assert lines[-1].startswith("finished in") and abs(seconds - wall) <= 1.5, (lines[-1], wall)
+    _print_summary(cfg, {"report": report}, ["s1: boom"], 0.0, "hint")
+    assert "1 studies failed" in capsys.readouterr().out
