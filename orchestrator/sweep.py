@@ -34,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the plan, its price and the pre-flight check; start no work",
     )
-    p.add_argument("--verbose", action="store_true", help="--dry-run: list every job")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="--dry-run: list every job; a run: also show Ray's and MLflow's start-up lines",
+    )
     p.add_argument(
         "--gpus", type=float, default=None, help="--dry-run: price the wall time on N GPUs"
     )
@@ -323,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from orchestrator.console import quiet_libraries
+
+    quiet_libraries(args.verbose)
     from orchestrator.config import ConfigError, list_sweeps, load, sweeps_dir
 
     if args.config_dir:  # through the environment, so Ray workers started here see it too

@@ -9,6 +9,8 @@ import sys
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from orchestrator.outlock import OutDirLock
 from orchestrator.sweep import _print_summary
 
@@ -43,3 +45,34 @@ def test_summary_prints_the_report_path_and_the_command_wall_time(tmp_path, caps
     assert lines[-1].startswith("finished in") and abs(seconds - wall) <= 1.5, (lines[-1], wall)
     _print_summary(cfg, {"report": report}, ["s1: boom"], 0.0, "hint")
     assert "1 studies failed" in capsys.readouterr().out
+
+
+_TRACKER = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+from orchestrator.console import quiet_libraries
+quiet_libraries(sys.argv[1] == "verbose")
+logging.getLogger("orchestrator.sweep").info("stage line")
+from orchestrator.tracking import SweepTracker
+SweepTracker(f"sqlite:///{sys.argv[2]}/mlflow.db", "exp", sweep_id="s1", sweep_name="q",
+             out_dir=sys.argv[2], config={})
+"""
+
+
+@pytest.mark.slow  # MLflow's import and migrations: ~40 s per process on a loaded 2-core machine
+def test_mlflow_database_setup_lines_only_with_verbose(tmp_path):
+    def output(mode: str) -> str:
+        folder = tmp_path / mode
+        folder.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-c", _TRACKER, mode, str(folder)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout + done.stderr
+
+    quiet, verbose = output("quiet"), output("verbose")
+    assert "Creating initial MLflow database tables" in verbose
+    assert "Creating initial MLflow database tables" not in quiet
+    assert "stage line" in quiet  # the sweep's own stage lines still show
