@@ -162,6 +162,13 @@ def run(cfg, resume: bool = False) -> int:
                 cfg.out_url or cfg.out_dir,
             )
             return 2
+        from orchestrator import rerun
+
+        done = rerun.verified(cfg)
+        if done is not None:  # a finished sweep: verify only, no Ray, no MLflow
+            _print_verified(cfg, done)
+            return 0
+        rerun.clear_finished(cfg.out_dir)
         problems = preflight.check(cfg, with_cluster=False)
         if problems:
             print(preflight.report(problems), file=sys.stderr)
@@ -281,6 +288,10 @@ def _run_locked(cfg, sync) -> int:
         "report",
     )
     tracker.close("FINISHED" if not failed else "FAILED")
+    if not failed:
+        from orchestrator.rerun import stamp_finished
+
+        stamp_finished(cfg, results.height)
     hint = ui_hint(cfg.tracking_uri, tracker.experiment_id)
     _print_summary(cfg, paths, failed, time.monotonic() - started_at, hint)
     return 1 if failed else 0
@@ -308,6 +319,13 @@ def _print_summary(
         print(f"Report:  {report_md}")
     print(hint)
     print(f"finished in {max(seconds, command_seconds()):.0f} s (wall time of this command)")
+
+
+def _print_verified(cfg, line: str) -> None:
+    print(line)
+    print(f"Results: {cfg.out_dir / 'results.csv'}")
+    print(f"Report:  {cfg.out_dir / 'report' / 'report.md'}")
+    print(f"finished in {command_seconds():.0f} s (wall time of this command)")
 
 
 def command_seconds() -> float:

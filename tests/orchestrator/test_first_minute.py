@@ -76,3 +76,35 @@ def test_mlflow_database_setup_lines_only_with_verbose(tmp_path):
     assert "Creating initial MLflow database tables" in verbose
     assert "Creating initial MLflow database tables" not in quiet
     assert "stage line" in quiet  # the sweep's own stage lines still show
+
+
+def test_rerun_of_a_finished_sweep_only_verifies(tmp_path, capsys, monkeypatch):
+    import ray
+
+    from orchestrator.config import load
+    from orchestrator.rerun import stamp_finished, verified
+    from orchestrator.sweep import main
+    from tests.orchestrator.test_dataset_checks import make_folder
+
+    folder = make_folder(tmp_path / "ds")
+    out = tmp_path / "out"
+    args = ["quickstart", "encoder=[eat]", "probe=[linear]", "dataset=[synth_control]",
+            f"+dataset.synth_control.source={folder}"]  # fmt: skip
+    cfg = load(args[0], args[1:], out_dir=str(out))
+    (out / "report").mkdir(parents=True)
+    (out / "results.csv").write_text("backbone,dataset,probe,seed,score\neat,d,linear,0,0.5\n")
+    (out / "report" / "report.md").write_text("# Probing results\n")
+    stamp_finished(cfg, 1)
+
+    def refuse(*a, **k):
+        raise AssertionError("ray.init called for a finished sweep")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    assert main([*args, "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("already finished with this exact config: 1 result rows verified")
+    assert lines[-1].startswith("finished in")
+    # another override, or an edited results file, is not the finished sweep: it runs again
+    assert verified(load(args[0], [*args[1:], "train.epochs=3"], out_dir=str(out))) is None
+    (out / "results.csv").write_text("backbone,dataset,probe,seed,score\neat,d,linear,0,0.9\n")
+    assert verified(cfg) is None
