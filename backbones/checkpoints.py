@@ -141,7 +141,13 @@ def load_file(path: Path, trust_pickle: bool = False) -> object:
             "truncated or corrupt: re-download it."
         ) from e
     log.warning("loading %s with weights_only=False (trust_pickle=True)", path)
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # any unpickling failure: name the file, not a traceback
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable torch checkpoint even with trust_pickle=True "
+            f"({type(e).__name__}: {e}); it is corrupt or not a checkpoint: re-download it."
+        ) from e
 
 
 def _list(keys: list[str], limit: int = 8) -> str:

@@ -89,7 +89,10 @@ def load_checkpoint(
     elif expected_sha is not None:
         verify_sha256(path, digest, str(expected_sha), None)
     obj = load_file(path, trust_pickle=trust_pickle)
-    formats.check_layout(obj, name, layouts)
+    try:
+        formats.check_layout(obj, name, layouts)
+    except CheckpointError as e:
+        raise CheckpointError(f"{name} checkpoint {str(path)!r}: {e}") from e
     own: dict[str, Tensor] = encoder.state_dict()
     convert = formats.CONVERTERS[family]
     try:

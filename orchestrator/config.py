@@ -209,6 +209,9 @@ def compose(name: str, overrides: list[str] | tuple[str, ...] = (), out_dir: str
             f"{', '.join(sweeps)} (files in {sweeps_dir()})."
         )
     overrides = list(overrides)
+    from orchestrator.validate import check_override_syntax
+
+    check_override_syntax(overrides)
     _check_group_overrides(overrides)
     from orchestrator import paths
 

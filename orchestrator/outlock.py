@@ -100,8 +100,10 @@ class OutDirLock:
         )
 
     def release(self) -> None:
+        """Clear the holder record (a clean finish leaves nothing to take over), then unlock."""
         if self.fd is None:
             return
+        os.ftruncate(self.fd, 0)
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
         self.fd = None

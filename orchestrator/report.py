@@ -1,7 +1,8 @@
 """Entry point of the report: ``write_report`` (called by the sweep) and the CLI.
 
-``python -m orchestrator.report --results FILE --out DIR`` or ``--mlflow EXPERIMENT
-[--tracking-uri URI]`` turns final-stage seed runs (columns backbone, dataset, probe, seed,
+``python -m orchestrator.report --results INPUT [--results INPUT ...] --out DIR`` (files, sweep
+folders or ``mlflow:EXPERIMENT[@SWEEP_ID]``, merged: see ``reporting.merge``) or ``--mlflow
+EXPERIMENT [--tracking-uri URI]`` turns final-stage seed runs (columns backbone, dataset, probe, seed,
 score) into summary tables, win matrices under a selectable tie rule, ranks, significance tests,
 plots, ``report.md`` and a LaTeX table. The numbers are computed in ``orchestrator.reporting``;
 this module wires them together and owns the CLI (exit code 2 on bad input).
@@ -20,6 +21,7 @@ import polars as pl
 
 from orchestrator.reporting.build import ReportOptions, compute, write_outputs
 from orchestrator.reporting.document import render_report
+from orchestrator.reporting.merge import MLFLOW_PREFIX, merge_inputs
 from orchestrator.reporting.sources import ReportError, load_results
 from orchestrator.reporting.stats import POSTHOCS
 from orchestrator.reporting.tables import summarize as _summarize
@@ -74,7 +76,7 @@ def write_report(
     if isinstance(results, (str, Path)) and options.source == ReportOptions.source:
         options = replace(options, source=f"`{results}`")
     options.validate()
-    frame = load_results(results)
+    frame = load_results(results, options.allow_mixed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = compute(frame, options, expected)
@@ -112,6 +114,15 @@ def write_report_from_mlflow(
     return paths
 
 
+def _write_merged(
+    inputs: list[str], out: Path, tie_rule: str, options: ReportOptions, tracking_uri: str | None
+) -> dict[str, Path]:
+    merged = merge_inputs(inputs, tracking_uri, options.allow_mixed)
+    source = ", ".join(f"`{s}`" for s in merged.sources)
+    options = replace(options, source=source, notes=(*options.notes, *merged.notes))
+    return write_report(merged.results, out, tie_rule, options=options, expected=merged.expected)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator.report",
@@ -121,8 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument(
         "--results",
-        type=Path,
-        help="long results table (.csv or .parquet): backbone, dataset, probe, seed, score",
+        action="append",
+        metavar="INPUT",
+        help="long results table (.csv or .parquet: backbone, dataset, probe, seed, score), a "
+        "sweep's output folder, or mlflow:EXPERIMENT[@SWEEP_ID]; repeatable: the inputs are "
+        "merged by (backbone, dataset, probe, seed)",
     )
     src.add_argument(
         "--mlflow",
@@ -134,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep-id",
         help="with --mlflow: the sweep to report when the experiment holds several "
         "(its id is in the sweep's sweep.json and on every run as tag sweep_id)",
+    )
+    parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="merge rows of different protocols (epochs, search budget, seeds, dataset "
+        "version); the report states the mix",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
@@ -186,8 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry; returns 0 on success, 2 on bad input (message on stderr)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for flag, value in (("--tracking-uri", args.tracking_uri), ("--sweep-id", args.sweep_id)):
-        if value and not args.mlflow:
+    mlflow_inputs = any(r.startswith(MLFLOW_PREFIX) for r in args.results or ())
+    if args.sweep_id and not args.mlflow:
+        sys.stderr.write("error: --sweep-id only applies with --mlflow EXPERIMENT.\n")
+        return 2
+    for flag, value in (("--tracking-uri", args.tracking_uri),):
+        if value and not (args.mlflow or mlflow_inputs):
             sys.stderr.write(f"error: {flag} only applies with --mlflow EXPERIMENT.\n")
             return 2
     try:
@@ -200,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()),
             n_boot=args.bootstrap,
             seed=args.seed,
+            allow_mixed=args.allow_mixed,
         )
         if args.mlflow:
             paths = write_report_from_mlflow(
@@ -211,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sweep_id=args.sweep_id,
             )
         else:
-            paths = write_report(args.results, args.out, args.tie_rule, options=options)
+            paths = _write_merged(args.results, args.out, args.tie_rule, options, args.tracking_uri)
     except ReportError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -34,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the plan, its price and the pre-flight check; start no work",
     )
-    p.add_argument("--verbose", action="store_true", help="--dry-run: list every job")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="--dry-run: list every job; a run: also show Ray's and MLflow's start-up lines",
+    )
     p.add_argument(
         "--gpus", type=float, default=None, help="--dry-run: price the wall time on N GPUs"
     )
@@ -158,6 +162,13 @@ def run(cfg, resume: bool = False) -> int:
                 cfg.out_url or cfg.out_dir,
             )
             return 2
+        from orchestrator import rerun
+
+        done = rerun.verified(cfg)
+        if done is not None:  # a finished sweep: verify only, no Ray, no MLflow
+            _print_verified(cfg, done)
+            return 0
+        rerun.clear_finished(cfg.out_dir)
         problems = preflight.check(cfg, with_cluster=False)
         if problems:
             print(preflight.report(problems), file=sys.stderr)
@@ -189,6 +200,7 @@ def _run_locked(cfg, sync) -> int:
     from orchestrator.extract_jobs import run_extractions
     from orchestrator.plan import make_plan
     from orchestrator.report import write_report
+    from orchestrator.reporting.merge import with_protocol
     from orchestrator.runner import run_studies
     from orchestrator.tracking import SweepTracker, make_sweep_id, ui_hint
 
@@ -251,6 +263,7 @@ def _run_locked(cfg, sync) -> int:
         tracker.close("FAILED")
         return 1
     results = pl.concat(frames, how="diagonal_relaxed")
+    results = with_protocol(results, cfg.train.epochs, cfg.search.trials, cfg.seeds)
     results.write_csv(cfg.out_dir / "results.csv")
     results.write_parquet(cfg.out_dir / "results.parquet")
     expected = pl.DataFrame(
@@ -279,6 +292,10 @@ def _run_locked(cfg, sync) -> int:
         {**paths, "results": cfg.out_dir / "results.csv"}, results
     )  # (#23) tables, images and mean ranks the UI shows
     tracker.close("FINISHED" if not failed else "FAILED")
+    if not failed:
+        from orchestrator.rerun import stamp_finished
+
+        stamp_finished(cfg, results.height)
     hint = ui_hint(cfg.tracking_uri, tracker.experiment_id)
     hint += _relocate_line(cfg)
     _print_summary(cfg, paths, failed, time.monotonic() - started_at, hint)
@@ -306,40 +323,46 @@ def _relocate_line(cfg) -> str:
 
 
 def dry_run(cfg, verbose: bool = False, gpus: float | None = None) -> int:
-    """Print the plan, its price, the locations and the pre-flight check (exit 2 on problems)."""
-    from orchestrator import preflight
-    from orchestrator.cost import price
-    from orchestrator.paths import locations
-    from orchestrator.plan import make_plan
+    """Print the plan, its price and every pre-flight check (exit 2): see orchestrator.dryrun."""
+    from orchestrator.dryrun import dry_run as _dry_run
 
-    plan = make_plan(cfg)
-    print(plan.describe(cfg, verbose=verbose))
-    print("locations:")
-    print("\n".join(f"  {line}" for line in locations(cfg).lines()))
-    print("\n".join(price(cfg, plan, gpus or 0.0).lines()))
-    problems = preflight.check(cfg, with_cluster=False)
-    if problems:
-        print(preflight.report(problems))
-        return 2
-    print("pre-flight: checkpoints and datasets OK (resources are checked when Ray starts)")
-    return 0
+    return _dry_run(cfg, verbose=verbose, gpus=gpus)
 
 
 def _print_summary(
     cfg, paths: dict[str, Path], failed: list[str], seconds: float, hint: str
 ) -> None:
+    """The report's path (its text is in the file, not on the terminal); the last line's time is
+    the command's wall time (from process start, Ray and MLflow start-up included)."""
     report_md = paths.get("report.md") or paths.get("report")
-    if report_md and Path(report_md).exists():
-        print(Path(report_md).read_text())
     if failed:
         print(f"\n{len(failed)} studies failed (missing cells in the report):")
         for line in failed:
             print(f"  {line}")
-    print(
-        f"\nfinished in {seconds:.0f} s. Results: {cfg.out_dir / 'results.csv'}; "
-        f"report: {cfg.out_dir / 'report'}"
-    )
+    print(f"Results: {cfg.out_dir / 'results.csv'}")
+    if report_md:
+        print(f"Report:  {report_md}")
     print(hint)
+    print(f"finished in {max(seconds, command_seconds()):.0f} s (wall time of this command)")
+
+
+def _print_verified(cfg, line: str) -> None:
+    print(line)
+    print(f"Results: {cfg.out_dir / 'results.csv'}")
+    print(f"Report:  {cfg.out_dir / 'report' / 'report.md'}")
+    print(f"finished in {command_seconds():.0f} s (wall time of this command)")
+
+
+def command_seconds() -> float:
+    """Seconds since this process started (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from orchestrator.console import quiet_libraries
+
+    quiet_libraries(args.verbose)
     from orchestrator.config import ConfigError, list_sweeps, load, sweeps_dir
 
     if args.config_dir:  # through the environment, so Ray workers started here see it too

@@ -217,28 +217,36 @@ def _extremes(space: Any) -> list[dict[str, Any]]:
     return out
 
 
-def check_probe(
-    probe: Any,
-    space: Any,
-    widths: dict[str, int],
-    datasets: dict[str, Any],
-    context: str = "",
-) -> None:
-    """Build the probe at each encoder's width and each search extreme; run one forward pass."""
-    import torch
+def check_override_syntax(overrides: Iterable[str]) -> None:
+    """``key=value`` (or ``+key=value``, ``~key``) with a key: Hydra answers ``=4`` with a
+    traceback about config groups that names neither the override nor the fix."""
+    for item in overrides:
+        key, eq, _ = item.partition("=")
+        name = key.lstrip("+~").strip()
+        if (eq and not name) or (not eq and not key.startswith("~")):
+            raise ConfigError(
+                f"override {item!r} has no key: write KEY=VALUE, e.g. train.epochs=4, "
+                "+probe.mhca.hparams.num_heads=4 or dataset=[esc50] (~KEY deletes a key)."
+            )
 
-    from probes import create_probe
 
-    where = (
+def _where(probe: Any, context: str) -> str:
+    return (
         f"probe {probe.name!r} (sweeps/probe/{probe.name}.yaml, search space {probe.search!r}"
         f"{context})"
     )
+
+
+def check_probe_values(probe: Any, space: Any, context: str = "") -> None:
+    """What needs no torch: a value fixed and searched at once, a count that is not >= 1."""
+    where = _where(probe, context)
     searched = {p.name for p in space}
     both = sorted(searched & set(probe.hparams))
     if both:
         raise ConfigError(
             f"{where}: {both} fixed in hparams and also searched by search space "
-            f"{probe.search!r} (sweeps/search/{probe.search}.yaml). Either remove it from probe.{probe.name}.hparams, or pick a "
+            f"{probe.search!r} (sweeps/search/{probe.search}.yaml). Either remove it from "
+            f"probe.{probe.name}.hparams, or pick a "
             f"search space without it (probe.{probe.name}.search=default)."
         )
     for key, value in probe.hparams.items():
@@ -248,9 +256,29 @@ def check_probe(
                 f"{where}: {key}={value!r} must be a positive integer (a count). Fix "
                 f"probe.{probe.name}.hparams.{key}, e.g. {key}=4."
             )
+
+
+def check_probe(
+    probe: Any,
+    space: Any,
+    widths: dict[str, int],
+    datasets: dict[str, Any],
+    context: str = "",
+    *,
+    largest: bool = True,
+) -> None:
+    """Build the probe at each encoder's width and each search extreme; run one forward pass
+    (at the smallest and, with ``largest``, the largest class count of the datasets)."""
+    import torch
+
+    from probes import create_probe
+
+    check_probe_values(probe, space, context)
+    where = _where(probe, context)
     classes = sorted({(s.num_classes, s.task) for s in datasets.values()}) or [(2, "multiclass")]
+    counts = classes[:1] + classes[-1:] if largest else classes[:1]
     for (enc_name, width), (num_classes, _), point in itertools.product(
-        sorted(widths.items()), classes[:1] + classes[-1:], _extremes(space)
+        sorted(widths.items()), counts, _extremes(space)
     ):
         hp = {**probe.hparams, **point}
         try:
@@ -262,23 +290,26 @@ def check_probe(
                 raise ValueError(f"logits of shape {tuple(out.shape)}, not (2, {num_classes})")
         except (TypeError, ValueError, RuntimeError, AssertionError) as err:
             raise ConfigError(
-                f"{where} with {hp} at the width {width} of encoder {enc_name!r}: {err}. Fix the value "
-                f"in probe.{probe.name}.hparams or the range in sweeps/search/{probe.search}.yaml."
+                f"{where} with {hp} at the width {width} of encoder {enc_name!r}: {err}. Fix the "
+                f"value in probe.{probe.name}.hparams or the range in "
+                f"sweeps/search/{probe.search}.yaml."
             ) from None
 
 
-def validate_values(cfg: SweepConfig, build_probes: bool = True) -> None:
+def validate_values(cfg: SweepConfig, build_probes: bool = True, *, largest: bool = True) -> None:
     """Everything checkable from the config and the registries alone (no files, no machine).
 
-    ``build_probes=False`` (``--dry-run``) checks search spaces and hyperparameter names but
-    neither the encoder overrides nor builds each probe (both import torch); a real run does.
+    ``build_probes=False`` checks search spaces, hyperparameter names and counts but neither
+    the encoder overrides nor builds each probe (both import torch). ``largest=False`` (the dry
+    run) runs each probe's forward pass at the smallest class count only: a prototype head at
+    AudioSet's 527 classes costs seconds per search corner.
     """
     from orchestrator.space import load_space
 
     check_devices(cfg)
     datasets = {ds.name: check_dataset_choice(ds) for ds in cfg.datasets}
     widths: dict[str, int] = {}
-    if build_probes:  # the encoder registry imports torch: a real run, not --dry-run
+    if build_probes:  # the encoder registry imports torch
         for enc in cfg.encoders:
             check_encoder(enc)
             widths.setdefault(f"{enc.name}", encoder_width(enc))
@@ -294,7 +325,9 @@ def validate_values(cfg: SweepConfig, build_probes: bool = True) -> None:
             scope = datasets if resolved is probe else {name: spec}
             space = load_space(resolved.search, resolved.name)
             if build_probes:
-                check_probe(resolved, space, widths, scope, context)
+                check_probe(resolved, space, widths, scope, context, largest=largest)
+            else:
+                check_probe_values(resolved, space, context)
 
 
 # -- what needs the files and the machine ---------------------------------------------------------
@@ -330,6 +363,37 @@ def check_checkpoints(cfg: SweepConfig) -> None:
                 f"encoder {enc.name!r}: checkpoint {str(path)!r} (from {origin}) does not exist. "
                 "Point it at an existing file, an s3:// or hf:// URL, or use checkpoint=random."
             )
+
+
+def _local_checkpoint(enc: Any) -> Path | None:
+    from backbones import BACKBONES
+
+    ref = enc.checkpoint
+    if ref is None:
+        ref = os.environ.get(BACKBONES.get(enc.name).spec.env_var)
+    if ref is None or str(ref) == "random":
+        return None
+    ref = str(ref)
+    if "://" in ref and not ref.startswith("file://"):
+        return None
+    path = Path(ref.removeprefix("file://")).expanduser()
+    return path if path.is_file() else None
+
+
+def check_checkpoint_files(cfg: SweepConfig) -> None:
+    """A local checkpoint must load into its encoder (layout, keys, shapes) before any task:
+    otherwise every extraction job of the encoder fails on a worker, later and farther away."""
+    from backbones import create_backbone
+    from backbones.checkpoints import CheckpointError
+
+    for enc in cfg.encoders:
+        path = _local_checkpoint(enc)
+        if path is None:
+            continue
+        try:
+            create_backbone(enc.name, checkpoint=str(path), **enc.overrides)
+        except CheckpointError as err:
+            raise ConfigError(f"encoder {enc.name!r}: {err}") from None
 
 
 def check_sources(cfg: SweepConfig) -> None:
@@ -425,6 +489,7 @@ def check_environment(cfg: SweepConfig) -> None:
     """Files, data and machine: output folder, checkpoints, sources, metadata, local resources."""
     check_out_dir(cfg.out_dir)
     check_checkpoints(cfg)
+    check_checkpoint_files(cfg)
     check_sources(cfg)
     check_local_resources(cfg)
     check_data(cfg)

@@ -19,6 +19,7 @@ from orchestrator.reporting.encoders import domain_wins
 from orchestrator.reporting.families import FamilyComparison, compare_families
 from orchestrator.reporting.finetune import finetune_gap, parse_refs
 from orchestrator.reporting.latex import latex_table
+from orchestrator.reporting.paper import PaperComparison, compare_to_paper
 from orchestrator.reporting.ranks import ALL, encoder_ranks, probe_ranks, rank_agreement
 from orchestrator.reporting.scopes import Scope, check_datasets, select
 from orchestrator.reporting.sources import ReportError
@@ -58,6 +59,8 @@ class ReportOptions:
     seed: int = 0
     source: str = "results table"
     datasets: tuple[str, ...] = ()  # datasets the win matrices count; empty: every dataset
+    allow_mixed: bool = False  # rows of several dataset versions / protocols (stated in report)
+    notes: tuple[str, ...] = ()  # lines the report states under its source (merged inputs)
 
     def validate(self) -> ReportOptions:
         check_tie_rule(self.tie_rule)
@@ -98,6 +101,7 @@ class ReportData:
     agreement: pl.DataFrame | None
     significance: Significance
     finetune: pl.DataFrame | None
+    paper: PaperComparison | None = None
 
 
 def _long_counts(counts: WinCounts) -> list[dict]:
@@ -168,6 +172,7 @@ def compute(
         agreement=None if encoders is None else rank_agreement(encoders, *options.compare_probes),
         significance=friedman_posthoc(head, options.posthoc, options.alpha),
         finetune=finetune,
+        paper=compare_to_paper(summary, scale),
     )
 
 
@@ -238,6 +243,8 @@ def write_outputs(data: ReportData, out: Path) -> dict[str, Path]:
         figure(plots.cd_figure(sig.mean_ranks, sig.pvalues, sig.alpha, title), "cd_diagram")
     if data.finetune is not None:
         table(data.finetune, "finetune_gap")
+    if data.paper is not None and data.paper.cells.height:
+        table(data.paper.cells, "paper_comparison")
     tex = out / "results_table.tex"
     tex.write_text(latex_table(data.summary, scale=data.scale), encoding="utf-8")
     paths["latex"] = tex

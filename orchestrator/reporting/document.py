@@ -6,6 +6,7 @@ import polars as pl
 
 from orchestrator.reporting import markdown as md
 from orchestrator.reporting.build import ReportData
+from orchestrator.reporting.paper import render_paper
 from orchestrator.reporting.ranks import ALL
 from orchestrator.reporting.tables import wide_table
 from orchestrator.reporting.winmatrix import TIE_RULE_HELP
@@ -32,6 +33,7 @@ def _intro(data: ReportData) -> list[str]:
             f"({TIE_RULE_HELP[rule]})."
         ),
         _scope_line(data),
+        *data.options.notes,
     ]
     if missing.height:
         cells = [
@@ -253,6 +255,14 @@ def _finetune(data: ReportData) -> str:
     )
 
 
+def _paper(data: ReportData) -> str:
+    if data.paper is None:
+        return ""
+    cells = data.paper.cells.drop("within_1pt", "within_sd", "source", "confidence")
+    table = md.md_table(cells, digits=2) if cells.height else ""
+    return md.section("Beside the paper", *render_paper(data.paper), table)
+
+
 def render_report(data: ReportData) -> str:
     """The full ``report.md`` text."""
     sections = [
@@ -266,6 +276,7 @@ def render_report(data: ReportData) -> str:
         _encoder_wins(data),
         _significance(data),
         _finetune(data),
+        _paper(data),
         md.section(
             "Files",
             "LaTeX table: `results_table.tex` (needs booktabs). Tables "

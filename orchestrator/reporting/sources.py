@@ -43,7 +43,7 @@ def read_table(path: str | Path) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
-def load_results(results: pl.DataFrame | str | Path) -> pl.DataFrame:
+def load_results(results: pl.DataFrame | str | Path, allow_mixed: bool = False) -> pl.DataFrame:
     """Return a validated results table from a frame or a CSV/parquet path."""
     if isinstance(results, (str, Path)):
         frame = read_table(results)
@@ -54,7 +54,7 @@ def load_results(results: pl.DataFrame | str | Path) -> pl.DataFrame:
             f"results must be a polars DataFrame or a path to a CSV/parquet file, got "
             f"{type(results).__name__}."
         )
-    return validate_results(frame)
+    return validate_results(frame, allow_mixed)
 
 
 def _rows(frame: pl.DataFrame, columns: tuple[str, ...] = KEY_COLUMNS) -> str:
@@ -64,13 +64,13 @@ def _rows(frame: pl.DataFrame, columns: tuple[str, ...] = KEY_COLUMNS) -> str:
     return "; ".join(shown) + more
 
 
-def validate_results(frame: pl.DataFrame) -> pl.DataFrame:
+def validate_results(frame: pl.DataFrame, allow_mixed: bool = False) -> pl.DataFrame:
     """Check and normalise a long results table (one row per final-stage seed run).
 
     Keys become strings, ``score`` Float64. Rows of other stages (a ``stage`` column other than
     ``final``) are dropped with a warning. Raises :class:`ReportError` on missing columns, an
     empty table, null/NaN/non-numeric scores, null keys, duplicate (backbone, dataset, probe,
-    seed) rows, or several ``dataset_version`` values for one dataset.
+    seed) rows, or several ``dataset_version`` values for one dataset (unless ``allow_mixed``).
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -122,7 +122,8 @@ def validate_results(frame: pl.DataFrame) -> pl.DataFrame:
             f"{dup.height} rows repeat a (backbone, dataset, probe, seed): {_rows(dup)}. Each seed "
             "must appear once; deduplicate the table (keep the run you mean to report)."
         )
-    _check_versions(frame)
+    if not allow_mixed:
+        _check_versions(frame)
     return frame
 
 

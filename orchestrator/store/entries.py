@@ -176,9 +176,17 @@ class EmbeddingStore:
         """Mark an entry incomplete (manifest renamed aside) so it is recomputed, not used."""
         src = f"{self.entry(key)}/{MANIFEST}"
         dst = f"{self.entry(key)}/manifest.invalid-{int(time.time())}.json"
-        log.warning("store entry %s invalidated: %s", key.relpath, reason)
         if self.fs.exists(src):
             self.fs.mv(src, dst)
+            log.warning(
+                "store entry %s set aside (%s): its manifest moved to %s; the entry is recomputed "
+                "by the next extraction",
+                self.entry(key),
+                reason,
+                dst,
+            )
+        else:
+            log.warning("store entry %s invalidated (%s); it is recomputed", self.entry(key), reason)
 
     def delete(self, key: StoreKey) -> None:
         if self.fs.exists(self.entry(key)):
