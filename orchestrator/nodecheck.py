@@ -18,6 +18,7 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -160,3 +161,55 @@ def check_nodes(cfg) -> list[str]:
 def report(problems: list[str]) -> str:
     lines = ["error: the cluster's nodes cannot all see the sweep's locations:"]
     return "\n".join(lines + [f"  - {p}" for p in problems])
+
+
+class NodeWatch:
+    """Logs each Ray node that leaves the cluster mid-sweep (a preempted spot instance).
+
+    Ray reruns the lost node's tasks and actors elsewhere (trials retry, extraction tasks
+    retry); this says which node went, in the progress log, so a changed pace has a cause."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        import threading
+
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="unmute-node-watch", daemon=True)
+        self._alive: dict[str, str] = {}
+        self.lost: list[str] = []
+
+    def __enter__(self) -> Self:
+        self._alive = self._poll()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.every_s + 5)
+
+    @staticmethod
+    def _poll() -> dict[str, str]:
+        import ray
+
+        return {n["NodeID"]: _node_label(n) for n in ray.nodes() if n.get("Alive")}
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                now = self._poll()
+            except Exception as err:  # noqa: BLE001 - the GCS may be briefly unreachable
+                log.debug("node watch: %s", err)
+                continue
+            for node_id, label in self._alive.items():
+                if node_id not in now:
+                    self.lost.append(label)
+                    log.warning(
+                        "lost Ray node %s: its trials and extraction tasks rerun on the %d "
+                        "remaining node(s); finished trials are kept",
+                        label,
+                        len(now),
+                    )
+            for node_id, label in now.items():
+                if node_id not in self._alive:
+                    log.info("Ray node %s joined the cluster", label)
+            self._alive = now

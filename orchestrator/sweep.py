@@ -131,6 +131,16 @@ def _nodes_disagree(cfg) -> bool:
     return bool(problems)
 
 
+def _node_watch(cfg):
+    """Logs nodes lost mid-sweep on a cluster (nothing to watch on a private local Ray)."""
+    import contextlib
+
+    from orchestrator import nodecheck
+    from orchestrator.paths import cluster_reason
+
+    return nodecheck.NodeWatch() if cluster_reason(cfg.ray.address) else contextlib.nullcontext()
+
+
 def run(cfg, resume: bool = False) -> int:
     """Run a validated sweep holding its output folder's lock; return the process exit code."""
     from orchestrator import preflight
@@ -168,7 +178,7 @@ def run(cfg, resume: bool = False) -> int:
                 return 2
             if _nodes_disagree(cfg):
                 return 2
-            with preflight.InfeasibleWatch():
+            with preflight.InfeasibleWatch(), _node_watch(cfg):
                 return _run_locked(cfg, sync)
         finally:
             if sync is not None:
