@@ -376,16 +376,33 @@ def _wait_alive(head: RayHead, ip: str, deadline: float) -> None:
 class TwoNodes:
     head: RayHead
     node: RayNode
+    private: Path | None  # a folder only the second node sees (its own disk); None: no unshare
 
 
 @contextlib.contextmanager
-def start_two_nodes(num_cpus: int = 1) -> Iterator[TwoNodes]:
-    """A head on 127.0.0.1 and a second node on 127.0.0.2, ``num_cpus`` each."""
-    with start_ray_head(num_cpus=num_cpus) as head, start_ray_node(head, num_cpus=num_cpus) as node:
-        yield TwoNodes(head, node)
+def start_two_nodes(num_cpus: int = 1, private: bool = False) -> Iterator[TwoNodes]:
+    """A head on 127.0.0.1 and a second node on 127.0.0.2, ``num_cpus`` each.
+
+    ``private``: the second node gets its own empty disk over one folder (``TwoNodes.private``,
+    under which the driver's files are invisible to it) where ``unshare -m`` is permitted."""
+    folder = Path(tempfile.mkdtemp(prefix="own", dir="/tmp")) if private else None
+    if folder is not None and unshare_allowed():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder = None
+    own = (folder,) if folder is not None else ()
+    try:
+        with (
+            start_ray_head(num_cpus=num_cpus) as head,
+            start_ray_node(head, num_cpus=num_cpus, own_dirs=own) as node,
+        ):
+            yield TwoNodes(head, node, folder)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def two_nodes() -> Iterator[TwoNodes]:
-    with start_two_nodes() as cluster:
+    """Two nodes; the second one with its own disk over ``private`` where unshare works."""
+    with start_two_nodes(private=True) as cluster:
         yield cluster
