@@ -213,3 +213,13 @@ class NodeWatch:
                 if node_id not in self._alive:
                     log.info("Ray node %s joined the cluster", label)
             self._alive = now
+
+
+def missing_on_node(pair: tuple[str, str], node: str, cfg) -> str:
+    """The error of studies whose store entries one node could not find (not corruption)."""
+    return (
+        f"the store entries of {pair[0]} / {pair[1]} are missing on Ray node {node} although "
+        f"the driver finds them in {cfg.store_url}: that node does not share the store's "
+        f"filesystem; set UNMUTE_STORE (or UNMUTE_HOME) to s3://... or to a filesystem mounted "
+        f"at the same path on every node, and re-run"
+    )
