@@ -26,13 +26,14 @@ import polars as pl
 import ray
 
 from orchestrator.config import SweepConfig
+from orchestrator.nodecheck import missing_on_node
 from orchestrator.paths import tune_filesystem
 from orchestrator.plan import Study, study_precision
 from orchestrator.recorder import Recorder
 from orchestrator.schedule import ScheduleSettings, StudyState
 from orchestrator.study import Extracted, select_final, study_tags
 from orchestrator.studybook import StudyBook
-from orchestrator.trial import TrialSpec, probe_file, tune_trainable
+from orchestrator.trial import MISSING_ON_NODE, TrialSpec, probe_file, tune_trainable
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class _StudiesRun:
         self.pair_of = {s.study_id: (s.backbone, s.dataset.name) for s in studies}
         self.lost: set[tuple[str, str]] = set()  # pairs whose store entries a trial lost
         self.recomputed: dict[tuple[str, str], int] = {}
+        self.missing_on: dict[tuple[str, str], str] = {}  # pair -> node that could not see it
         self.book: StudyBook | None = None
         self.recorder = Recorder()
 
@@ -234,6 +236,8 @@ class _StudiesRun:
         """A trial found a store entry of its study's pair corrupt (the store set it aside):
         hold every study of that pair until the entry is recomputed."""
         pair = self.pair_of[study.study_id]
+        if MISSING_ON_NODE in error:  # not corruption: that node does not see the store
+            self.missing_on[pair] = error.split(MISSING_ON_NODE, 1)[1].split()[0]
         if pair not in self.lost:
             log.warning(
                 "store entries of %s / %s failed their checksums in a trial; their studies "
@@ -247,21 +251,38 @@ class _StudiesRun:
             if self.pair_of[study_id] == pair:
                 self.book.hold(study_id)
 
+    def _driver_sees(self, pair: tuple[str, str]) -> bool:
+        """Whether the driver finds every store entry of ``pair`` complete."""
+        from orchestrator.store import EmbeddingStore
+
+        store = EmbeddingStore(self.cfg.store_url)
+        sid = next(s for s, p in self.pair_of.items() if p == pair)
+        return all(store.complete(key) for key in self.specs[sid].keys.values())
+
     def recompute_lost(self) -> None:
         """Extract the lost pairs again, then release their held studies (or fail them)."""
         from orchestrator.extract_jobs import run_extractions
 
         assert self.book is not None
         pairs, self.lost = set(self.lost), set()
-        again = {p for p in pairs if self.recomputed.get(p, 0) < MAX_RECOMPUTES}
-        for pair in pairs - again:
+        for pair in [p for p in pairs if p in self.missing_on and self._driver_sees(p)]:
+            pairs.discard(pair)  # recomputing cannot help a node that does not see the store
             self.book.release(
                 [sid for sid in self.book.held if self.pair_of[sid] == pair],
-                error=(
-                    f"the store entries of {pair[0]} / {pair[1]} failed their checksums again "
-                    f"after {MAX_RECOMPUTES} recomputes: the store's disk or bucket corrupts "
-                    f"what is written to it ({self.cfg.store_url}); fix it and re-run"
-                ),
+                error=missing_on_node(pair, self.missing_on[pair], self.cfg),
+            )
+        again = {p for p in pairs if self.recomputed.get(p, 0) < MAX_RECOMPUTES}
+        for pair in pairs - again:
+            corrupt = (
+                f"the store entries of {pair[0]} / {pair[1]} failed their checksums again "
+                f"after {MAX_RECOMPUTES} recomputes: the store's disk or bucket corrupts "
+                f"what is written to it ({self.cfg.store_url}); fix it and re-run"
+            )
+            self.book.release(
+                [sid for sid in self.book.held if self.pair_of[sid] == pair],
+                error=missing_on_node(pair, self.missing_on[pair], self.cfg)
+                if pair in self.missing_on
+                else corrupt,
             )
         redone = run_extractions(self.cfg, pairs=again) if again else {}
         for pair, result in redone.items():

@@ -78,23 +78,6 @@ def list_registered() -> str:
     return "\n".join(lines)
 
 
-def _warn_local_paths(cfg) -> None:
-    """On a cluster, workers on other nodes cannot see the driver's local folders."""
-    local = {
-        "UNMUTE_STORE (store_url)": cfg.store_url,
-        "UNMUTE_DATA (data_root)": cfg.data_root,
-    }
-    for name, location in local.items():
-        if "://" not in location:
-            log.warning(
-                "connected to a Ray cluster but %s is the local path %s: trials and extraction "
-                "on other nodes cannot read it; set %s to s3://... (or a shared filesystem)",
-                name.split()[1],
-                location,
-                name.split()[0],
-            )
-
-
 def _init_ray(address: str) -> bool:
     """Connect to ``address`` or start a private local Ray; return True if we connected."""
     import ray
@@ -139,6 +122,29 @@ def _log_locations(cfg) -> None:
         )
 
 
+def _nodes_disagree(cfg) -> bool:
+    """On a cluster, every node must see the sweep's local locations (orchestrator.nodecheck)."""
+    from orchestrator import nodecheck
+    from orchestrator.paths import cluster_reason
+
+    if not cluster_reason(cfg.ray.address):
+        return False
+    problems = nodecheck.check_nodes(cfg)
+    if problems:
+        print(nodecheck.report(problems), file=sys.stderr)
+    return bool(problems)
+
+
+def _node_watch(cfg):
+    """Logs nodes lost mid-sweep on a cluster (nothing to watch on a private local Ray)."""
+    import contextlib
+
+    from orchestrator import nodecheck
+    from orchestrator.paths import cluster_reason
+
+    return nodecheck.NodeWatch() if cluster_reason(cfg.ray.address) else contextlib.nullcontext()
+
+
 def run(cfg, resume: bool = False) -> int:
     """Run a validated sweep holding its output folder's lock; return the process exit code."""
     from orchestrator import preflight
@@ -181,7 +187,9 @@ def run(cfg, resume: bool = False) -> int:
             if problems:
                 print(preflight.report(problems), file=sys.stderr)
                 return 2
-            with preflight.InfeasibleWatch():
+            if _nodes_disagree(cfg):
+                return 2
+            with preflight.InfeasibleWatch(), _node_watch(cfg):
                 return _run_locked(cfg, sync)
         finally:
             if sync is not None:
@@ -218,8 +226,6 @@ def _run_locked(cfg, sync) -> int:
         }
         marker.write_text(json.dumps(state, indent=2) + "\n")
     started_at = time.monotonic()
-    if cfg.ray.address not in ("", "local"):  # "local": a private Ray on this machine
-        _warn_local_paths(cfg)
     failed: list[str] = []
     artifacts = None
     if cfg.tracking_uri.startswith("sqlite:"):  # keep artifacts beside the local store

@@ -138,7 +138,12 @@ def _probe_data(spec: TrialSpec, split: str):
     store = EmbeddingStore(spec.store_url)
     try:
         loaded = store.load_many(keys) if len(keys) > 1 else store.load(keys[0])
-    except (ChecksumError, FileNotFoundError) as err:
+    except FileNotFoundError as err:
+        raise StoreEntryLost(
+            f"{MISSING_ON_NODE} {_node_ip()} (this node cannot see it in {spec.store_url}): "
+            f"{err} The driver recomputes the entry and reruns this trial (study {spec.study_id})."
+        ) from err
+    except ChecksumError as err:
         raise StoreEntryLost(
             f"{err} The driver recomputes the entry and reruns this trial (study {spec.study_id})."
         ) from err
@@ -154,6 +159,15 @@ def _probe_data(spec: TrialSpec, split: str):
     while len(_CACHE) > CACHE_SPLITS:
         _CACHE.popitem(last=False)
     return data, _checker(spec, split, loaded, identity)
+
+
+MISSING_ON_NODE = "store entry missing on Ray node"
+
+
+def _node_ip() -> str:
+    import ray
+
+    return ray.util.get_node_ip_address() if ray.is_initialized() else "(this machine)"
 
 
 def _checker(spec: TrialSpec, split: str, loaded, identity):

@@ -278,3 +278,131 @@ def moto_s3() -> Iterator[dict[str, str]]:
 def mlflow_server(tmp_path_factory) -> Iterator[str]:
     with start_mlflow(tmp_path_factory.mktemp("mlflow")) as url:
         yield url
+
+
+@dataclass
+class RayNode:
+    """A second Ray node (``ray start --address=HEAD``) on its own loopback address."""
+
+    ip: str
+    temp_dir: Path
+    proc: subprocess.Popen
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group, as a preempted machine would vanish."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+
+def unshare_allowed() -> str:
+    """"" where a private mount namespace (``unshare -m``) works here, else the reason."""
+    if shutil.which("unshare") is None:
+        return "unshare(1) is not installed"
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return "" if done.returncode == 0 else f"unshare -m is not permitted: {done.stderr.strip()}"
+
+
+@contextlib.contextmanager
+def start_ray_node(
+    head: RayHead,
+    ip: str = "127.0.0.2",
+    num_cpus: int = 1,
+    own_dirs: tuple[Path, ...] = (),
+) -> Iterator[RayNode]:
+    """``ray start --address=HEAD --node-ip-address=IP --block`` with its own ``--temp-dir``.
+
+    ``own_dirs``: folders this node sees as its own empty disk (a tmpfs mounted over each in a
+    private mount namespace, ``unshare -m``), as a second machine without the shared filesystem
+    would; needs root (check :func:`unshare_allowed` first)."""
+    temp = Path(tempfile.mkdtemp(prefix="rn", dir="/tmp"))
+    nm, om, agent_l, agent_g, rte, metrics = free_ports(6)
+    lo = 20000 + (os.getpid() * 89 + nm) % 30000
+    cmd = [
+        "ray", "start", "--block", f"--address={head.address}", f"--node-ip-address={ip}",
+        f"--node-manager-port={nm}", f"--object-manager-port={om}",
+        f"--dashboard-agent-listen-port={agent_l}", f"--dashboard-agent-grpc-port={agent_g}",
+        f"--runtime-env-agent-port={rte}", f"--metrics-export-port={metrics}",
+        f"--min-worker-port={lo}", f"--max-worker-port={lo + 200}", f"--num-cpus={num_cpus}",
+        "--num-gpus=0", f"--temp-dir={temp}", "--disable-usage-stats",
+    ]  # fmt: skip
+    if own_dirs:
+        mounts = " && ".join(
+            f"mkdir -p {d} && mount -t tmpfs tmpfs {d}" for d in map(str, own_dirs)
+        )
+        cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+               f'{mounts} && exec "$@"', "sh", *cmd]  # fmt: skip
+    log = temp / "ray-start.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            cmd, env=head.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    node = RayNode(ip, temp, proc)
+    try:
+        deadline = time.monotonic() + 240
+        while "Ray runtime started" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start (node {ip}) failed: {log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        _wait_alive(head, ip, deadline)
+        yield node
+    finally:
+        _stop(proc)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _wait_alive(head: RayHead, ip: str, deadline: float) -> None:
+    """Until the head lists a live node at ``ip`` (``ray list nodes`` through the dashboard)."""
+    from ray.util.state import list_nodes
+
+    while time.monotonic() < deadline:
+        try:
+            nodes = list_nodes(address=head.dashboard, filters=[("state", "=", "ALIVE")])
+        except Exception:  # the state API answers errors while the node registers  # noqa: BLE001
+            nodes = []
+        if any(n.node_ip == ip for n in nodes):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"node {ip} did not register with the head at {head.address}")
+
+
+@dataclass
+class TwoNodes:
+    head: RayHead
+    node: RayNode
+    private: Path | None  # a folder only the second node sees (its own disk); None: no unshare
+
+
+@contextlib.contextmanager
+def start_two_nodes(num_cpus: int = 1, private: bool = False) -> Iterator[TwoNodes]:
+    """A head on 127.0.0.1 and a second node on 127.0.0.2, ``num_cpus`` each.
+
+    ``private``: the second node gets its own empty disk over one folder (``TwoNodes.private``,
+    under which the driver's files are invisible to it) where ``unshare -m`` is permitted."""
+    folder = Path(tempfile.mkdtemp(prefix="own", dir="/tmp")) if private else None
+    if folder is not None and unshare_allowed():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder = None
+    own = (folder,) if folder is not None else ()
+    try:
+        with (
+            start_ray_head(num_cpus=num_cpus) as head,
+            start_ray_node(head, num_cpus=num_cpus, own_dirs=own) as node,
+        ):
+            yield TwoNodes(head, node, folder)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[TwoNodes]:
+    """Two nodes; the second one with its own disk over ``private`` where unshare works."""
+    with start_two_nodes(private=True) as cluster:
+        yield cluster
