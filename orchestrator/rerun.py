@@ -73,6 +73,6 @@ def verified(cfg: Any) -> str | None:
         log.info("results.csv changed since the sweep finished: running it again")
         return None
     return (
-        f"already finished with this exact config: {stamp.get('rows')} result rows verified "
-        f"(results.csv unchanged); nothing to run"
+        f"sweep {cfg.name} already finished; skipping: {stamp.get('rows')} result rows verified "
+        "with this exact config (results.csv unchanged), nothing to run"
     )

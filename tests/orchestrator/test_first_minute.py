@@ -102,7 +102,7 @@ def test_rerun_of_a_finished_sweep_only_verifies(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(ray, "init", refuse)
     assert main([*args, "--out", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("already finished with this exact config: 1 result rows verified")
+    assert lines[0].startswith("sweep quickstart already finished; skipping: 1 result rows")
     assert lines[-1].startswith("finished in")
     # another override, or an edited results file, is not the finished sweep: it runs again
     assert verified(load(args[0], [*args[1:], "train.epochs=3"], out_dir=str(out))) is None

@@ -176,3 +176,19 @@ def test_two_sweeps_are_never_merged(tmp_path: Path, capsys) -> None:
     assert "sweep id 'qs-3' not found" in capsys.readouterr().err
     assert main([*args[:-1], "qs-three"]) == 0
     assert "sweep `qs-three`" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_results_mlflow_input_merges_with_a_file(store: str, tmp_path: Path) -> None:
+    """``--results mlflow:EXPERIMENT`` beside a results file of another encoder: one report."""
+    other = (
+        results()
+        .filter(pl.col("backbone") == "eat@random-tiny")
+        .with_columns(pl.lit("myenc").alias("backbone"))
+    )
+    other.write_csv(tmp_path / "myenc.csv")
+    args = ["--results", f"mlflow:{EXPERIMENT}", "--results", str(tmp_path / "myenc.csv")]
+    assert main([*args, "--tracking-uri", store, "--out", str(tmp_path / "r")]) == 0
+    summary = pl.read_csv(tmp_path / "r" / "summary.csv")
+    assert "myenc" in summary.get_column("backbone").to_list()
+    assert set(results().get_column("backbone")) <= set(summary.get_column("backbone"))
+    assert "Merged from 2 inputs" in (tmp_path / "r" / "report.md").read_text()
