@@ -186,6 +186,7 @@ class NodeWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=self.every_s + 5)
+        self._check()  # a node lost during the last interval is named too
 
     @staticmethod
     def _poll() -> dict[str, str]:
@@ -195,24 +196,27 @@ class NodeWatch:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            try:
-                now = self._poll()
-            except Exception as err:  # noqa: BLE001 - the GCS may be briefly unreachable
-                log.debug("node watch: %s", err)
-                continue
-            for node_id, label in self._alive.items():
-                if node_id not in now:
-                    self.lost.append(label)
-                    log.warning(
-                        "lost Ray node %s: its trials and extraction tasks rerun on the %d "
-                        "remaining node(s); finished trials are kept",
-                        label,
-                        len(now),
-                    )
-            for node_id, label in now.items():
-                if node_id not in self._alive:
-                    log.info("Ray node %s joined the cluster", label)
-            self._alive = now
+            self._check()
+
+    def _check(self) -> None:
+        try:
+            now = self._poll()
+        except Exception as err:  # noqa: BLE001 - the GCS may be briefly unreachable
+            log.debug("node watch: %s", err)
+            return
+        for node_id, label in self._alive.items():
+            if node_id not in now:
+                self.lost.append(label)
+                log.warning(
+                    "lost Ray node %s: its trials and extraction tasks rerun on the %d "
+                    "remaining node(s); finished trials are kept",
+                    label,
+                    len(now),
+                )
+        for node_id, label in now.items():
+            if node_id not in self._alive:
+                log.info("Ray node %s joined the cluster", label)
+        self._alive = now
 
 
 def missing_on_node(pair: tuple[str, str], node: str, cfg) -> str:

@@ -163,12 +163,12 @@ def test_node_without_the_store_refuses_before_any_task(two_nodes, tmp_path):  #
 
 
 def _wait_for_search(out: Path, timeout: float) -> bool:
+    """Until the first Tune trial folder appears (the search has started)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        tune = out / "tune"
-        if tune.exists() and any(p.stat().st_size > 0 for p in tune.rglob("result.json")):
+        if any(p.is_dir() for p in (out / "tune").glob("sweep-*/*")):
             return True
-        time.sleep(0.5)
+        time.sleep(0.2)
     return False
 
 
