@@ -74,6 +74,12 @@ class EncoderChoice:
     name: str
     checkpoint: str | None
     overrides: dict[str, Any]
+    ref: str | None = None  # a user encoder (``file.py:Name``, ``hf:<id>``...; see backbones.user)
+
+    @property
+    def source(self) -> str:
+        """What ``create_backbone`` builds: the user reference, else the registered name."""
+        return self.ref or self.name
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,31 @@ class SweepConfig:
 _GROUP_OVERRIDE = re.compile(r"^\+?(encoder|dataset|probe)=\[?([^\]]*)\]?$")
 
 
+def split_user_encoders(overrides: list[str]) -> tuple[list[str], list[str], bool]:
+    """Take user encoder references out of ``encoder=`` overrides (Hydra only knows the group's
+    files): -> (overrides for Hydra, references, whether the overrides name only references)."""
+    from backbones.user import is_user_ref
+
+    out, refs, only = [], [], False
+    for item in overrides:
+        match = _GROUP_OVERRIDE.match(item.strip())
+        if not match or match.group(1) != "encoder":
+            out.append(item)
+            continue
+        values = [v.strip() for v in match.group(2).split(",") if v.strip()]
+        mine = [v for v in values if is_user_ref(v) and v not in group_options("encoder")]
+        if not mine:
+            out.append(item)
+            continue
+        refs += mine
+        rest = [v for v in values if v not in mine]
+        if rest:
+            out.append(f"{item.split('=', 1)[0]}=[{','.join(rest)}]")
+        else:
+            only = True
+    return out, refs, only
+
+
 def _check_group_overrides(overrides: list[str]) -> None:
     for item in overrides:
         match = _GROUP_OVERRIDE.match(item.strip())
@@ -185,8 +216,13 @@ def _check_group_overrides(overrides: list[str]) -> None:
             if value not in valid:
                 raise ConfigError(
                     f"unknown {group} {value!r} in override {item!r}.{did_you_mean(value, valid)} "
-                    f"Valid {group}s: {', '.join(valid)}. Add sweeps/{group}/{value}.yaml and "
-                    f"register it to make it selectable."
+                    f"Valid {group}s: {', '.join(valid)}."
+                    + (" Or your own: encoder=path/to/file.py:Name, package.module:Name, "
+                       "hf:<model id>, hear:package.module (README 'Benchmark your own "
+                       "encoder')." if group == "encoder" else
+                       " Or your own folder: dataset=path/to/folder (README 'Your own "
+                       "dataset')." if group == "dataset" else
+                       f" Add sweeps/{group}/{value}.yaml to make it selectable.")
                 )
 
 
@@ -204,7 +240,7 @@ def compose(name: str, overrides: list[str] | tuple[str, ...] = (), out_dir: str
             f"unknown sweep {name!r}.{did_you_mean(name, sweeps)} Valid sweeps: "
             f"{', '.join(sweeps)} (files in {sweeps_dir()})."
         )
-    overrides = list(overrides)
+    overrides, refs, only_refs = split_user_encoders(list(overrides))
     _check_group_overrides(overrides)
     from orchestrator import paths
 
@@ -214,7 +250,11 @@ def compose(name: str, overrides: list[str] | tuple[str, ...] = (), out_dir: str
             cfg = hydra_compose(config_name=name, overrides=overrides)
         if out_dir is not None:
             cfg.out_dir = out_dir
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        if refs:
+            raw["encoder"] = {} if only_refs else dict(raw.get("encoder") or {})
+            raw["encoder"].update({ref: {} for ref in refs})
+        return raw
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_explain_hydra_error(err, overrides)) from None
 
@@ -323,6 +363,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
             )
     defaults = raw.get("encoder_defaults") or {}
     encoders = tuple(
+        _user_encoder(name, body or {}) if _is_user_ref(name) else
         EncoderChoice(
             name=name,
             checkpoint=(body or {}).get("checkpoint") or defaults.get("checkpoint"),
@@ -421,6 +462,29 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         overrides=tuple(overrides),
         probe_overrides=_probe_overrides(raw.get("probe_overrides")),
     )
+
+
+def _is_user_ref(name: str) -> bool:
+    from backbones import BACKBONES
+    from backbones.user import is_user_ref
+
+    return name not in BACKBONES.names() and is_user_ref(name)
+
+
+def _user_encoder(ref: str, body: dict[str, Any]) -> EncoderChoice:
+    """A user encoder: labelled by its own name; ``encoder_defaults`` do not apply to it."""
+    from backbones.user import UserEncoderError, display_name
+
+    try:
+        name = display_name(ref)
+    except UserEncoderError as err:
+        raise ConfigError(str(err)) from None
+    except Exception as err:  # the user's code failed to import
+        raise ConfigError(
+            f"encoder {ref!r}: importing it failed: {type(err).__name__}: {err}. Fix the "
+            f"module, then check it with python -m orchestrator.check encoder={ref}."
+        ) from None
+    return EncoderChoice(name, body.get("checkpoint"), dict(body.get("overrides") or {}), ref)
 
 
 def load(
