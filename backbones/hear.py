@@ -41,6 +41,7 @@ class HearEncoder(nn.Module):
         model = module.load_model(model_file_path) if model_file_path else module.load_model()
         self.hear_model = model if isinstance(model, nn.Module) else None
         self._model = model
+        self.requires_grad_(False)  # the HEAR model is frozen
         self.sample_rate = int(model.sample_rate)
         self.embed_dim = int(model.timestamp_embedding_size)
         self.has_cls = int(model.scene_embedding_size) == self.embed_dim

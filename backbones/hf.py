@@ -36,7 +36,7 @@ class HFEncoder(nn.Module):
 
     def __init__(self, model: nn.Module, extractor: Any, name: str, weights_id: str = "") -> None:
         super().__init__()
-        self.hf = model.eval()
+        self.hf = model.eval().requires_grad_(False)
         self.extractor = extractor
         cfg = model.config
         self.kind = "ast" if cfg.model_type == AST else "frames"

@@ -78,7 +78,7 @@ def _shape_findings(backbone: Any, wave: torch.Tensor, rate: int) -> tuple[list[
     d = int(backbone.spec.embed_dim)
     try:
         tm = backbone.embed(wave, rate, torch.tensor([wave.shape[1]] * wave.shape[0]))
-    except Exception as err:  # the user's code: report whatever it raises
+    except Exception as err:  # noqa: BLE001 - the user's code: report whatever it raises
         return [Finding("contract", False, f"embed() raised {type(err).__name__}: {err}")], None
     b = wave.shape[0]
     problems = []
@@ -101,7 +101,7 @@ def cheap_problems(ref: str, checkpoint: str | None = None) -> list[str]:
     """Contract, frozen weights and shapes on one 1 s clip (what the pre-flight runs)."""
     try:
         trainable, backbone = _build(ref, checkpoint)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - the user's code may raise anything
         return [f"encoder {ref!r}: {type(err).__name__}: {err}"]
     rate = int(backbone.spec.sample_rate)
     out = [
@@ -131,7 +131,7 @@ def run_checks(ref: str, checkpoint: str | None = None, seconds: float = 4.0) ->
         trainable, backbone = _build(ref, checkpoint)
     except (UserEncoderError, RegistryError):
         raise
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - the user's code may raise anything
         return [Finding("contract", False, f"{type(err).__name__}: {err}")]
     rate = int(backbone.spec.sample_rate)
     wave = _clips(rate, seconds)

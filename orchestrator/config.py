@@ -479,7 +479,7 @@ def _user_encoder(ref: str, body: dict[str, Any]) -> EncoderChoice:
         name = display_name(ref)
     except UserEncoderError as err:
         raise ConfigError(str(err)) from None
-    except Exception as err:  # the user's code failed to import
+    except Exception as err:  # noqa: BLE001 - the user's code failed to import
         raise ConfigError(
             f"encoder {ref!r}: importing it failed: {type(err).__name__}: {err}. Fix the "
             f"module, then check it with python -m orchestrator.check encoder={ref}."
