@@ -180,29 +180,43 @@ class SweepConfig:
 _GROUP_OVERRIDE = re.compile(r"^\+?(encoder|dataset|probe)=\[?([^\]]*)\]?$")
 
 
-def split_user_encoders(overrides: list[str]) -> tuple[list[str], list[str], bool]:
-    """Take user encoder references out of ``encoder=`` overrides (Hydra only knows the group's
-    files): -> (overrides for Hydra, references, whether the overrides name only references)."""
-    from backbones.user import is_user_ref
+def _is_mine(group: str, value: str) -> bool:
+    if value in group_options(group):
+        return False
+    if group == "encoder":
+        from backbones.user import is_user_ref
 
-    out, refs, only = [], [], False
+        return is_user_ref(value)
+    if group == "dataset":
+        from orchestrator.datasets.folder import is_folder_ref
+
+        return is_folder_ref(value)
+    return False
+
+
+def split_user_choices(overrides: list[str]) -> tuple[list[str], dict[str, list[str]], set[str]]:
+    """Take user encoders (``file.py:Name``, ``hf:<id>``...) and dataset folders out of
+    ``encoder=`` / ``dataset=`` overrides (Hydra only knows the groups' files): -> (overrides
+    for Hydra, the user's values by group, groups whose override names only user values)."""
+    out, mine, only = [], {"encoder": [], "dataset": []}, set()
     for item in overrides:
         match = _GROUP_OVERRIDE.match(item.strip())
-        if not match or match.group(1) != "encoder":
+        if not match or match.group(1) not in mine:
             out.append(item)
             continue
+        group = match.group(1)
         values = [v.strip() for v in match.group(2).split(",") if v.strip()]
-        mine = [v for v in values if is_user_ref(v) and v not in group_options("encoder")]
-        if not mine:
+        users = [v for v in values if _is_mine(group, v)]
+        if not users:
             out.append(item)
             continue
-        refs += mine
-        rest = [v for v in values if v not in mine]
+        mine[group] += users
+        rest = [v for v in values if v not in users]
         if rest:
             out.append(f"{item.split('=', 1)[0]}=[{','.join(rest)}]")
         else:
-            only = True
-    return out, refs, only
+            only.add(group)
+    return out, mine, only
 
 
 def _check_group_overrides(overrides: list[str]) -> None:
@@ -240,7 +254,7 @@ def compose(name: str, overrides: list[str] | tuple[str, ...] = (), out_dir: str
             f"unknown sweep {name!r}.{did_you_mean(name, sweeps)} Valid sweeps: "
             f"{', '.join(sweeps)} (files in {sweeps_dir()})."
         )
-    overrides, refs, only_refs = split_user_encoders(list(overrides))
+    overrides, mine, only_mine = split_user_choices(list(overrides))
     _check_group_overrides(overrides)
     from orchestrator import paths
 
@@ -251,9 +265,10 @@ def compose(name: str, overrides: list[str] | tuple[str, ...] = (), out_dir: str
         if out_dir is not None:
             cfg.out_dir = out_dir
         raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-        if refs:
-            raw["encoder"] = {} if only_refs else dict(raw.get("encoder") or {})
-            raw["encoder"].update({ref: {} for ref in refs})
+        for group, values in mine.items():
+            if values:
+                raw[group] = {} if group in only_mine else dict(raw.get(group) or {})
+                raw[group].update({value: {} for value in values})
         return raw
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_explain_hydra_error(err, overrides)) from None
@@ -375,6 +390,7 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         for name, body in raw["encoder"].items()
     )
     datasets = tuple(
+        _folder_dataset(name, b or {}) if _is_folder(name) else
         DatasetChoice(name, (b or {}).get("source"), dict((b or {}).get("options") or {}))
         for name, b in raw["dataset"].items()
     )
@@ -462,6 +478,25 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         overrides=tuple(overrides),
         probe_overrides=_probe_overrides(raw.get("probe_overrides")),
     )
+
+
+def _is_folder(name: str) -> bool:
+    from orchestrator.datasets import DATASETS
+    from orchestrator.datasets.folder import is_folder_ref
+
+    return name not in DATASETS.names() and is_folder_ref(name)
+
+
+def _folder_dataset(path: str, body: dict[str, Any]) -> DatasetChoice:
+    """A user's dataset folder: named after the folder (or its dataset.yaml's ``name``)."""
+    from orchestrator.datasets.folder import display_name
+    from orchestrator.datasets.spec import DatasetError
+
+    try:
+        name, folder = display_name(path)
+    except DatasetError as err:
+        raise ConfigError(str(err)) from None
+    return DatasetChoice(name, folder, dict(body.get("options") or {}))
 
 
 def _is_user_ref(name: str) -> bool:
