@@ -7,8 +7,10 @@ worker, and every bad name or value is refused here, before any Ray work starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,11 @@ def sweeps_dir() -> Path:
     3. the source checkout's ``sweeps/`` (running from a clone or an editable install);
     4. the sweeps packaged in the installed wheel (``orchestrator/sweeps``).
 
-    A chosen folder replaces the packaged one whole (it needs its own ``base.yaml``).
+    A chosen folder with its own ``base.yaml`` replaces the packaged one whole; one without
+    (e.g. only ``encoder/mine.yaml`` and ``mysweep.yaml``) adds to it: :func:`user_sweeps`.
     """
     env = os.environ.get("UNMUTE_SWEEPS")
-    if env:
+    if env and not user_sweeps():
         folder = Path(env).expanduser()
         if not (folder / "base.yaml").is_file():
             raise ConfigError(
@@ -54,6 +57,36 @@ def sweeps_dir() -> Path:
     return _bundled_sweeps()
 
 
+def user_sweeps() -> Path | None:
+    """A ``--config-dir`` / ``$UNMUTE_SWEEPS`` folder without ``base.yaml``: it adds sweeps and
+    group options to the packaged ones (Hydra search path; its files win on equal names)."""
+    env = os.environ.get("UNMUTE_SWEEPS")
+    if not env:
+        return None
+    folder = Path(env).expanduser()
+    if (folder / "base.yaml").is_file() or not folder.is_dir():
+        return None
+    return folder.resolve()
+
+
+@contextlib.contextmanager
+def _config_dir() -> Iterator[str]:
+    """The folder Hydra composes from: the packaged sweeps, overlaid with :func:`user_sweeps`
+    (copied into a temporary folder; the user's files win on equal names)."""
+    extra = user_sweeps()
+    if extra is None:
+        yield str(sweeps_dir())
+        return
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="unmute-sweeps-") as tmp:
+        shutil.copytree(sweeps_dir(), tmp, dirs_exist_ok=True)
+        shutil.copytree(extra, tmp, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.py", "__pycache__"))  # fmt: skip
+        yield tmp
+
+
 def _bundled_sweeps() -> Path:
     """The sweeps shipped in the wheel (setup.py maps the repository's ``sweeps/`` there)."""
     from importlib.resources import files
@@ -61,12 +94,17 @@ def _bundled_sweeps() -> Path:
     return Path(str(files("orchestrator") / "sweeps"))
 
 
+def _sweep_dirs() -> list[Path]:
+    extra = user_sweeps()
+    return [sweeps_dir(), *([extra] if extra else [])]
+
+
 def list_sweeps() -> list[str]:
-    return sorted(p.stem for p in sweeps_dir().glob("*.yaml") if p.stem != "base")
+    return sorted({p.stem for d in _sweep_dirs() for p in d.glob("*.yaml") if p.stem != "base"})
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (sweeps_dir() / group).glob("*.yaml"))
+    return sorted({p.stem for d in _sweep_dirs() for p in (d / group).glob("*.yaml")})
 
 
 @dataclass(frozen=True)
@@ -231,12 +269,16 @@ def _check_group_overrides(overrides: list[str]) -> None:
                 raise ConfigError(
                     f"unknown {group} {value!r} in override {item!r}.{did_you_mean(value, valid)} "
                     f"Valid {group}s: {', '.join(valid)}."
-                    + (" Or your own: encoder=path/to/file.py:Name, package.module:Name, "
-                       "hf:<model id>, hear:package.module (README 'Benchmark your own "
-                       "encoder')." if group == "encoder" else
-                       " Or your own folder: dataset=path/to/folder (README 'Your own "
-                       "dataset')." if group == "dataset" else
-                       f" Add sweeps/{group}/{value}.yaml to make it selectable.")
+                    + (
+                        " Or your own: encoder=path/to/file.py:Name, package.module:Name, "
+                        "hf:<model id>, hear:package.module (README 'Benchmark your own "
+                        "encoder')."
+                        if group == "encoder"
+                        else " Or your own folder: dataset=path/to/folder (README 'Your own "
+                        "dataset')."
+                        if group == "dataset"
+                        else f" Add sweeps/{group}/{value}.yaml to make it selectable."
+                    )
                 )
 
 
@@ -260,11 +302,15 @@ def compose(name: str, overrides: list[str] | tuple[str, ...] = (), out_dir: str
 
     paths.register_resolver(bool(paths.cluster_reason(paths.override_address(overrides))))
     try:
-        with initialize_config_dir(config_dir=str(sweeps_dir()), version_base="1.3"):
+        with _config_dir() as folder, initialize_config_dir(folder, version_base="1.3"):
             cfg = hydra_compose(config_name=name, overrides=overrides)
         if out_dir is not None:
             cfg.out_dir = out_dir
         raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        for key, body in list((raw.get("encoder") or {}).items()):
+            if isinstance(body, dict) and body.get("ref"):  # encoder/mine.yaml: ref: file.py:X
+                del raw["encoder"][key]
+                raw["encoder"][str(body["ref"])] = {k: v for k, v in body.items() if k != "ref"}
         for group, values in mine.items():
             if values:
                 raw[group] = {} if group in only_mine else dict(raw.get(group) or {})
@@ -378,8 +424,9 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
             )
     defaults = raw.get("encoder_defaults") or {}
     encoders = tuple(
-        _user_encoder(name, body or {}) if _is_user_ref(name) else
-        EncoderChoice(
+        _user_encoder(name, body or {})
+        if _is_user_ref(name)
+        else EncoderChoice(
             name=name,
             checkpoint=(body or {}).get("checkpoint") or defaults.get("checkpoint"),
             overrides={
@@ -390,8 +437,9 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         for name, body in raw["encoder"].items()
     )
     datasets = tuple(
-        _folder_dataset(name, b or {}) if _is_folder(name) else
-        DatasetChoice(name, (b or {}).get("source"), dict((b or {}).get("options") or {}))
+        _folder_dataset(name, b or {})
+        if _is_folder(name)
+        else DatasetChoice(name, (b or {}).get("source"), dict((b or {}).get("options") or {}))
         for name, b in raw["dataset"].items()
     )
     probes = tuple(

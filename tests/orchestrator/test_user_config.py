@@ -48,3 +48,26 @@ def test_bad_user_choices_name_the_fix(project, override, message):
     with pytest.raises(ConfigError) as err:
         config.load("quickstart", [override], build_probes=False)
     assert message in str(err.value)
+
+
+def test_a_config_dir_without_base_adds_to_the_packaged_sweeps(project, monkeypatch):
+    mine = project / "conf"
+    (mine / "encoder").mkdir(parents=True)
+    (mine / "encoder" / "mine.yaml").write_text(
+        "# @package encoder.mine\nref: my_encoder.py:TinyBands\n"
+    )
+    (mine / "mysweep.yaml").write_text(
+        "defaults:\n  - base\n  - encoder: [mine, eat]\n  - dataset: [synth_control]\n"
+        "  - probe: [linear]\n  - _self_\nname: mysweep\n"
+        "encoder_defaults: {checkpoint: random, overrides: {size: tiny}}\n"
+    )
+    monkeypatch.setenv("UNMUTE_SWEEPS", str(mine))
+    assert {"mysweep", "quickstart", "paper"} <= set(config.list_sweeps())
+    assert {"mine", "eat", "beats"} <= set(config.group_options("encoder"))
+    cfg = config.load("mysweep", [], build_probes=False)
+    assert {(e.name, e.source) for e in cfg.encoders} == {
+        ("tinybands", "my_encoder.py:TinyBands"),
+        ("eat", "eat"),
+    }
+    packaged = config.load("quickstart", ["encoder=[mine,beats]"], build_probes=False)
+    assert {e.name for e in packaged.encoders} == {"tinybands", "beats"}
