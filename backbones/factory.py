@@ -106,12 +106,18 @@ def load_checkpoint(
 
 def create_backbone(name: str, checkpoint: str | os.PathLike[str] | None = None,
                     **overrides: object) -> Backbone:
-    """Frozen backbone ``name`` (a key of :data:`BACKBONES`).
+    """Frozen backbone ``name`` (a key of :data:`BACKBONES`, or a user encoder reference:
+    ``file.py:Name``, ``pkg.mod:Name``, ``hf:<id>``, ``hear:<module>``; see ``backbones.user``).
 
     Overrides: ``size`` ("base" | "tiny"), ``seed`` (random init), ``chunk_frames`` (encoder
     window in frames), ``sha256`` (expected digest; None skips the check), ``trust_pickle``
     (allow full unpickling), ``asit_branch`` ("teacher" | "student").
     """
+    if name not in BACKBONES.names() and name in BACKBONES:
+        from backbones.user import create_user_backbone
+
+        return create_user_backbone(name, None if checkpoint is None else str(checkpoint),
+                                    **overrides)
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
         raise TypeError(

@@ -147,6 +147,23 @@ for _spec, _family, _layouts in SPECS:
     BACKBONES.register(_spec.name, ZooEntry(spec=_spec, family=_family, layouts=_layouts))
 
 
+def _is_user_ref(name: str) -> bool:
+    from backbones.user import is_user_ref
+
+    return is_user_ref(name)
+
+
+def _user_entry(name: str) -> ZooEntry:
+    from backbones.user import user_entry
+
+    return user_entry(name)
+
+
+# encoders from outside the package (backbones/user.py): file.py:Name, pkg.mod:Name, hf:, hear:
+BACKBONES.accepts = _is_user_ref
+BACKBONES.resolve = _user_entry
+
+
 def with_frontend(spec: EncoderSpec, **changes: object) -> EncoderSpec:
     """A copy of ``spec`` with front-end fields changed (e.g. ``chunk_frames``)."""
     return replace(spec, frontend=replace(spec.frontend, **changes))  # type: ignore[arg-type]

@@ -7,9 +7,11 @@ worker, and every bad name or value is refused here, before any Ray work starts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,11 @@ def sweeps_dir() -> Path:
     3. the source checkout's ``sweeps/`` (running from a clone or an editable install);
     4. the sweeps packaged in the installed wheel (``orchestrator/sweeps``).
 
-    A chosen folder replaces the packaged one whole (it needs its own ``base.yaml``).
+    A chosen folder with its own ``base.yaml`` replaces the packaged one whole; one without
+    (e.g. only ``encoder/mine.yaml`` and ``mysweep.yaml``) adds to it: :func:`user_sweeps`.
     """
     env = os.environ.get("UNMUTE_SWEEPS")
-    if env:
+    if env and not user_sweeps():
         folder = Path(env).expanduser()
         if not (folder / "base.yaml").is_file():
             raise ConfigError(
@@ -56,6 +59,36 @@ def sweeps_dir() -> Path:
     return _bundled_sweeps()
 
 
+def user_sweeps() -> Path | None:
+    """A ``--config-dir`` / ``$UNMUTE_SWEEPS`` folder without ``base.yaml``: it adds sweeps and
+    group options to the packaged ones (Hydra search path; its files win on equal names)."""
+    env = os.environ.get("UNMUTE_SWEEPS")
+    if not env:
+        return None
+    folder = Path(env).expanduser()
+    if (folder / "base.yaml").is_file() or not folder.is_dir():
+        return None
+    return folder.resolve()
+
+
+@contextlib.contextmanager
+def _config_dir() -> Iterator[str]:
+    """The folder Hydra composes from: the packaged sweeps, overlaid with :func:`user_sweeps`
+    (copied into a temporary folder; the user's files win on equal names)."""
+    extra = user_sweeps()
+    if extra is None:
+        yield str(sweeps_dir())
+        return
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="unmute-sweeps-") as tmp:
+        shutil.copytree(sweeps_dir(), tmp, dirs_exist_ok=True)
+        shutil.copytree(extra, tmp, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.py", "__pycache__"))  # fmt: skip
+        yield tmp
+
+
 def _bundled_sweeps() -> Path:
     """The sweeps shipped in the wheel (setup.py maps the repository's ``sweeps/`` there)."""
     from importlib.resources import files
@@ -63,12 +96,17 @@ def _bundled_sweeps() -> Path:
     return Path(str(files("orchestrator") / "sweeps"))
 
 
+def _sweep_dirs() -> list[Path]:
+    extra = user_sweeps()
+    return [sweeps_dir(), *([extra] if extra else [])]
+
+
 def list_sweeps() -> list[str]:
-    return sorted(p.stem for p in sweeps_dir().glob("*.yaml") if p.stem != "base")
+    return sorted({p.stem for d in _sweep_dirs() for p in d.glob("*.yaml") if p.stem != "base"})
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (sweeps_dir() / group).glob("*.yaml"))
+    return sorted({p.stem for d in _sweep_dirs() for p in (d / group).glob("*.yaml")})
 
 
 @dataclass(frozen=True)
@@ -76,6 +114,12 @@ class EncoderChoice:
     name: str
     checkpoint: str | None
     overrides: dict[str, Any]
+    ref: str | None = None  # a user encoder (``file.py:Name``, ``hf:<id>``...; see backbones.user)
+
+    @property
+    def source(self) -> str:
+        """What ``create_backbone`` builds: the user reference, else the registered name."""
+        return self.ref or self.name
 
 
 @dataclass(frozen=True)
@@ -178,6 +222,45 @@ class SweepConfig:
 _GROUP_OVERRIDE = re.compile(r"^\+?(encoder|dataset|probe)=\[?([^\]]*)\]?$")
 
 
+def _is_mine(group: str, value: str) -> bool:
+    if value in group_options(group):
+        return False
+    if group == "encoder":
+        from backbones.user import is_user_ref
+
+        return is_user_ref(value)
+    if group == "dataset":
+        from orchestrator.datasets.folder import is_folder_ref
+
+        return is_folder_ref(value)
+    return False
+
+
+def split_user_choices(overrides: list[str]) -> tuple[list[str], dict[str, list[str]], set[str]]:
+    """Take user encoders (``file.py:Name``, ``hf:<id>``...) and dataset folders out of
+    ``encoder=`` / ``dataset=`` overrides (Hydra only knows the groups' files): -> (overrides
+    for Hydra, the user's values by group, groups whose override names only user values)."""
+    out, mine, only = [], {"encoder": [], "dataset": []}, set()
+    for item in overrides:
+        match = _GROUP_OVERRIDE.match(item.strip())
+        if not match or match.group(1) not in mine:
+            out.append(item)
+            continue
+        group = match.group(1)
+        values = [v.strip() for v in match.group(2).split(",") if v.strip()]
+        users = [v for v in values if _is_mine(group, v)]
+        if not users:
+            out.append(item)
+            continue
+        mine[group] += users
+        rest = [v for v in values if v not in users]
+        if rest:
+            out.append(f"{item.split('=', 1)[0]}=[{','.join(rest)}]")
+        else:
+            only.add(group)
+    return out, mine, only
+
+
 def _check_group_overrides(overrides: list[str]) -> None:
     for item in overrides:
         match = _GROUP_OVERRIDE.match(item.strip())
@@ -189,8 +272,17 @@ def _check_group_overrides(overrides: list[str]) -> None:
             if value not in valid:
                 raise ConfigError(
                     f"unknown {group} {value!r} in override {item!r}.{did_you_mean(value, valid)} "
-                    f"Valid {group}s: {', '.join(valid)}. Add sweeps/{group}/{value}.yaml and "
-                    f"register it to make it selectable."
+                    f"Valid {group}s: {', '.join(valid)}."
+                    + (
+                        " Or your own: encoder=path/to/file.py:Name, package.module:Name, "
+                        "hf:<model id>, hear:package.module (README 'Benchmark your own "
+                        "encoder')."
+                        if group == "encoder"
+                        else " Or your own folder: dataset=path/to/folder (README 'Your own "
+                        "dataset')."
+                        if group == "dataset"
+                        else f" Add sweeps/{group}/{value}.yaml to make it selectable."
+                    )
                 )
 
 
@@ -212,16 +304,26 @@ def compose(name: str, overrides: list[str] | tuple[str, ...] = (), out_dir: str
     from orchestrator.validate import check_override_syntax
 
     check_override_syntax(overrides)
+    overrides, mine, only_mine = split_user_choices(overrides)
     _check_group_overrides(overrides)
     from orchestrator import paths
 
     paths.register_resolver(bool(paths.cluster_reason(paths.override_address(overrides))))
     try:
-        with initialize_config_dir(config_dir=str(sweeps_dir()), version_base="1.3"):
+        with _config_dir() as folder, initialize_config_dir(folder, version_base="1.3"):
             cfg = hydra_compose(config_name=name, overrides=overrides)
         if out_dir is not None:
             cfg.out_dir = out_dir
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        for key, body in list((raw.get("encoder") or {}).items()):
+            if isinstance(body, dict) and body.get("ref"):  # encoder/mine.yaml: ref: file.py:X
+                del raw["encoder"][key]
+                raw["encoder"][str(body["ref"])] = {k: v for k, v in body.items() if k != "ref"}
+        for group, values in mine.items():
+            if values:
+                raw[group] = {} if group in only_mine else dict(raw.get(group) or {})
+                raw[group].update({value: {} for value in values})
+        return raw
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_explain_hydra_error(err, overrides)) from None
 
@@ -362,7 +464,9 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
             )
     defaults = raw.get("encoder_defaults") or {}
     encoders = tuple(
-        EncoderChoice(
+        _user_encoder(name, body or {})
+        if _is_user_ref(name)
+        else EncoderChoice(
             name=name,
             checkpoint=(body or {}).get("checkpoint") or defaults.get("checkpoint"),
             overrides={
@@ -373,7 +477,9 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         for name, body in raw["encoder"].items()
     )
     datasets = tuple(
-        DatasetChoice(name, (b or {}).get("source"), dict((b or {}).get("options") or {}))
+        _folder_dataset(name, b or {})
+        if _is_folder(name)
+        else DatasetChoice(name, (b or {}).get("source"), dict((b or {}).get("options") or {}))
         for name, b in raw["dataset"].items()
     )
     probes = tuple(
@@ -462,6 +568,48 @@ def build(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> SweepConfig:
         overrides=tuple(overrides),
         probe_overrides=_probe_overrides(raw.get("probe_overrides")),
     )
+
+
+def _is_folder(name: str) -> bool:
+    from orchestrator.datasets import DATASETS
+    from orchestrator.datasets.folder import is_folder_ref
+
+    return name not in DATASETS.names() and is_folder_ref(name)
+
+
+def _folder_dataset(path: str, body: dict[str, Any]) -> DatasetChoice:
+    """A user's dataset folder: named after the folder (or its dataset.yaml's ``name``)."""
+    from orchestrator.datasets.folder import display_name
+    from orchestrator.datasets.spec import DatasetError
+
+    try:
+        name, folder = display_name(path)
+    except DatasetError as err:
+        raise ConfigError(str(err)) from None
+    return DatasetChoice(name, folder, dict(body.get("options") or {}))
+
+
+def _is_user_ref(name: str) -> bool:
+    from backbones import BACKBONES
+    from backbones.user import is_user_ref
+
+    return name not in BACKBONES.names() and is_user_ref(name)
+
+
+def _user_encoder(ref: str, body: dict[str, Any]) -> EncoderChoice:
+    """A user encoder: labelled by its own name; ``encoder_defaults`` do not apply to it."""
+    from backbones.user import UserEncoderError, display_name
+
+    try:
+        name = display_name(ref)
+    except UserEncoderError as err:
+        raise ConfigError(str(err)) from None
+    except Exception as err:  # noqa: BLE001 - the user's code failed to import
+        raise ConfigError(
+            f"encoder {ref!r}: importing it failed: {type(err).__name__}: {err}. Fix the "
+            f"module, then check it with python -m orchestrator.check encoder={ref}."
+        ) from None
+    return EncoderChoice(name, body.get("checkpoint"), dict(body.get("overrides") or {}), ref)
 
 
 def load(

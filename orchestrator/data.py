@@ -132,7 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        spec = get_dataset(args.name, source=args.source, **_options(args.option))
+        from orchestrator.datasets.folder import folder_spec, is_folder_ref
+
+        if args.name not in DATASETS.names() and is_folder_ref(args.name):
+            spec = folder_spec(args.name)  # a user's folder: data root not used
+            spec = spec.with_options(**_options(args.option)) if args.option else spec
+        else:
+            spec = get_dataset(args.name, source=args.source, **_options(args.option))
         if args.prepare:
             path = prepare(
                 spec, args.data_root, progress=not args.no_progress, audio_dir=args.audio_dir

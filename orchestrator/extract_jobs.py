@@ -47,7 +47,7 @@ def _extract_pair(encoder, dataset, cfg: SweepConfig, board=None) -> Extracted:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     spec = get_dataset(dataset.name, source=dataset.source, **dataset.options)
-    backbone = create_backbone(encoder.name, checkpoint=encoder.checkpoint, **encoder.overrides)
+    backbone = create_backbone(encoder.source, checkpoint=encoder.checkpoint, **encoder.overrides)
     backbone = backbone.to(device)
     store = EmbeddingStore(cfg.store_url)
     pair = f"{encoder_label(encoder)} / {dataset.name}"

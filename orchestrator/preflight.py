@@ -40,6 +40,11 @@ def checkpoint_problems(cfg) -> list[str]:
         if str(enc.checkpoint) == "random":
             continue
         spec = BACKBONES.get(enc.name).spec
+        if spec.family == "user":  # loads its own weights; the checker's cheap part instead
+            from orchestrator.check import cheap_problems
+
+            problems += cheap_problems(enc.source, enc.checkpoint)
+            continue
         ref = enc.checkpoint or os.environ.get(spec.env_var) or spec.checkpoint.url
         where = (
             f"checkpoint={enc.checkpoint}"

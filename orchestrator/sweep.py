@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list encoders, datasets, probes and sweeps")
     p.add_argument(
         "--config-dir",
-        help="a sweeps folder used instead of the packaged one (sets UNMUTE_SWEEPS)",
+        help="a sweeps folder: with a base.yaml it replaces the packaged one, without it "
+        "adds its sweeps and encoder/dataset/probe files to them (sets UNMUTE_SWEEPS)",
     )
     return p
 

@@ -339,7 +339,7 @@ def check_checkpoints(cfg: SweepConfig) -> None:
         ref = enc.checkpoint
         spec = BACKBONES.get(enc.name).spec
         origin = "encoder_defaults.checkpoint / encoder." + enc.name + ".checkpoint"
-        if ref == "random":
+        if ref == "random" or spec.family == "user":  # a user encoder loads its own weights
             continue
         if ref is None:
             env = os.environ.get(spec.env_var)

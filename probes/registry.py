@@ -35,6 +35,10 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T | str] = {}
+        # names outside the registry (e.g. ``encoder=file.py:Name``): ``accepts(name)`` says
+        # whether ``resolve(name)`` builds the entry; the names are not listed
+        self.accepts: Callable[[str], bool] | None = None
+        self.resolve: Callable[[str], T] | None = None
 
     def register(self, name: str, obj: T | str | None = None) -> Callable[[T], T] | T | str:
         """Register ``obj`` under ``name``; without ``obj`` return a decorator."""
@@ -59,6 +63,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """Return the entry, importing a lazy ``"module:attr"`` entry on first use."""
         if name not in self._entries:
+            if self.resolve is not None and name in self:
+                return self.resolve(name)
             raise RegistryError(self.unknown_message(name))
         entry = self._entries[name]
         if isinstance(entry, str):
@@ -76,14 +82,16 @@ class Registry(Generic[T]):
 
     def check(self, name: str) -> None:
         """Raise :class:`RegistryError` if ``name`` is not registered (imports nothing)."""
-        if name not in self._entries:
+        if name not in self:
             raise RegistryError(self.unknown_message(name))
 
     def names(self) -> list[str]:
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        if name in self._entries:
+            return True
+        return isinstance(name, str) and self.accepts is not None and self.accepts(name)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -45,6 +45,11 @@ def get_dataset(name: str, source: str | None = None, **options: Any) -> Dataset
     ``clip_seconds``, ``sample_rate``, ``max_events``; BirdSet: ``shots``, ``valid_shots``,
     ``mixup_p``). Any option changes ``spec.version`` and so the store key.
     """
+    if name not in DATASETS.names() and (source or name in DATASETS):
+        from orchestrator.datasets.folder import ALIASES, folder_spec
+
+        spec = folder_spec(source or ALIASES[name], name)  # a user's folder (folder.py)
+        return spec.with_options(**options) if options else spec
     spec = DATASETS.get(name)
     source = normalize_source(source)
     if source in (None, "", spec.source) and not options:

@@ -14,6 +14,23 @@ from orchestrator.datasets.synth import EVENT_CLASSES
 from probes.registry import Registry
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def _is_folder_alias(name: str) -> bool:
+    from orchestrator.datasets.folder import ALIASES
+
+    return name in ALIASES
+
+
+def _folder_entry(name: str) -> DatasetSpec:
+    from orchestrator.datasets.folder import ALIASES, folder_spec
+
+    return folder_spec(ALIASES[name], name)
+
+
+# user folders the driver resolved (``dataset=path/to/folder``, see folder.py)
+DATASETS.accepts = _is_folder_alias
+DATASETS.resolve = _folder_entry
 SPLITS = ("train", "valid", "test")
 VALID_FRACTION = 0.1
 CARVE = "valid = a seeded 10% of train (by recording/group), see splits.carve"
