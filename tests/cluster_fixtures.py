@@ -29,6 +29,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The smallest search and training a sweep test needs (seconds per study).
+TINY_SEARCH = [
+    "search.trials=2",
+    "search.startup_trials=2",
+    "search.grace_epochs=1",
+    "train.epochs=2",
+    "train.batch_size=8",
+    "final.seeds=[0]",
+]
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

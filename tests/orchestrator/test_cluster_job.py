@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.cluster_fixtures import REPO, ray_head  # noqa: F401
+from tests.cluster_fixtures import REPO, TINY_SEARCH, ray_head  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -23,12 +23,7 @@ TINY = [
     "dataset.synth_control.options.train_clips=16",
     "dataset.synth_control.options.valid_clips=8",
     "dataset.synth_control.options.test_clips=8",
-    "search.trials=2",
-    "search.startup_trials=2",
-    "search.grace_epochs=1",
-    "train.epochs=2",
-    "train.batch_size=8",
-    "final.seeds=[0]",
+    *TINY_SEARCH,
 ]
 ENTRY = ["python", "-m", "orchestrator.sweep", "quickstart", *TINY]
 

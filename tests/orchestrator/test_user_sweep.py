@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.cluster_fixtures import ray_head  # noqa: F401
+from tests.cluster_fixtures import TINY_SEARCH, ray_head  # noqa: F401
 from tests.orchestrator.user_folder import write_project
 from tests.test_k8s_packaging import _clean_env, installed  # noqa: F401
 
@@ -29,12 +29,7 @@ ARGS = [
     "encoder=[my_encoder.py:TinyBands,hf:tiny-ast,hear:hear_tiny]",
     "dataset=./tones",
     "probe=[linear]",
-    "search.trials=2",
-    "search.startup_trials=2",
-    "search.grace_epochs=1",
-    "train.epochs=2",
-    "train.batch_size=8",
-    "final.seeds=[0]",
+    *TINY_SEARCH,
 ]
 
 
