@@ -27,5 +27,9 @@ def quiet_libraries(verbose: bool) -> None:
     if verbose:
         return
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # Ray Tune's newer console output prints a "Configuration for experiment" box (with
+    # "Number of trials 9223372036854775807") and its results path even at verbose=0; its
+    # classic reporter at verbose=0 prints nothing. Read by Tune when a run starts.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)

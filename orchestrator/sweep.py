@@ -203,7 +203,6 @@ def run(cfg, resume: bool = False) -> int:
 
 def _run_locked(cfg, sync) -> int:
     import polars as pl
-    from tqdm import tqdm
 
     from orchestrator import skipped as skipped_clips
     from orchestrator.extract_jobs import run_extractions
@@ -253,16 +252,16 @@ def _run_locked(cfg, sync) -> int:
     skipped = skipped_clips.collect_skipped(cfg.store_url, extracted)
     skipped_clips.write_skipped(cfg.out_dir, skipped)
     frames = []
-    progress = tqdm(total=len(plan.studies), desc="studies", unit="study")
+    # The progress display is the driver's periodic "studies: N of M finished" line
+    # (orchestrator/schedule_tune.py): one display, in the log's own order, never a bar
+    # redrawn between log lines.
     for study, rows, error in run_studies(cfg, plan.studies, extracted, tracker):
-        progress.update()
         if error or rows.is_empty():
             failed.append(f"{study.study_id}: {error or 'no result rows'}")
         else:
             frames.append(rows)
         if sync is not None:
             sync.push()
-    progress.close()
     if not frames:
         log.error("no study finished; nothing to report. %d studies failed:", len(failed))
         for line in failed:

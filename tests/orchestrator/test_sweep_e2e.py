@@ -130,6 +130,10 @@ def test_sweep_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
         assert (out / "report" / name).stat().st_size > 0
     wins = pl.read_csv(out / "report" / "win_matrix.csv")
     assert wins.columns == ["probe", *wins["probe"].to_list()]
+    # the first minute: no library banner (Tune's box), no progress bar between log lines
+    output = done.stdout + done.stderr
+    assert "Configuration for experiment" not in output and "9223372036854775807" not in output
+    assert "study/s]" not in output, "one progress display: the driver's log lines"
     # the run names its report (its text stays in the file, not on the terminal)
     assert str(out / "report" / "report.md") in done.stdout
     report = (out / "report" / "report.md").read_text()
