@@ -13,6 +13,7 @@ mlflow is imported only when this source is used.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +63,23 @@ def _sweeps_text(sweeps: dict[str, Any], counts: dict[str | None, int]) -> str:
         )
         lines.append(f"  {sweep_id or '(no sweep_id tag)'}: {what}; {counts[sweep_id]} results")
     return "\n".join(lines)
+
+
+def _protocol(sweep_run: Any) -> dict[str, Any]:
+    """The protocol columns a sweep stamps on its result rows (``merge.with_protocol``), read
+    back from its sweep run's ``config.*`` params, so a merge compares MLflow inputs too."""
+    params = sweep_run.data.params
+    out: dict[str, Any] = {}
+    for column, param in (
+        ("epochs", "config.train.epochs"),
+        ("search_trials", "config.search.trials"),
+    ):
+        if param in params:
+            out[column] = int(float(params[param]))
+    if "config.seeds" in params:
+        seeds = json.loads(params["config.seeds"])
+        out["seeds"] = ",".join(str(s) for s in seeds)
+    return out
 
 
 def load_mlflow(
@@ -125,6 +143,7 @@ def load_mlflow(
         for r in studies
         if r.info.status != "FINISHED" and (not counts or r.data.tags.get("sweep_id") in counts)
     ]
+    protocols = {sid: _protocol(run) for sid, run in sweeps.items()}
     rows, incomplete, unfinished = [], [], 0
     for run in finals:
         if run.data.tags.get("study_id") not in finished:
@@ -139,6 +158,7 @@ def load_mlflow(
             continue
         row["score"] = float(run.data.metrics[METRIC])
         row.update({c: _field(run, c) for c in OPTIONAL})
+        row.update(protocols.get(run.data.tags.get("sweep_id"), {}))
         row["run_id"] = run.info.run_id
         row["start_time"] = run.info.start_time or 0
         rows.append(row)

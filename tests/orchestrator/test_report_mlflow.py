@@ -192,3 +192,22 @@ def test_results_mlflow_input_merges_with_a_file(store: str, tmp_path: Path) -> 
     assert "myenc" in summary.get_column("backbone").to_list()
     assert set(results().get_column("backbone")) <= set(summary.get_column("backbone"))
     assert "Merged from 2 inputs" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_an_mlflow_input_carries_its_sweeps_protocol(store: str, tmp_path: Path, capsys) -> None:
+    """A sweep read from MLflow keeps its protocol (from its sweep run's config params): merged
+    with a file made under other epochs it is refused, naming both inputs, unless allowed."""
+    frame, _ = load_mlflow(EXPERIMENT, store, SWEEP)
+    assert set(frame["epochs"].to_list()) == {3}
+    other = (
+        results()
+        .filter(pl.col("backbone") == "eat@random-tiny")
+        .with_columns(pl.lit("myenc").alias("backbone"), pl.lit(30).alias("epochs"))
+    )
+    other.write_csv(tmp_path / "myenc.csv")
+    args = ["--results", f"mlflow:{EXPERIMENT}", "--results", str(tmp_path / "myenc.csv"),
+            "--tracking-uri", store]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "epochs" in err and f"mlflow:{EXPERIMENT}" in err and "myenc.csv" in err
+    assert main([*args, "--allow-mixed", "--out", str(tmp_path / "ok")]) == 0
