@@ -28,7 +28,6 @@ SEP = "·"
 KIND_TAG = "mlflow.experimentKind"
 KIND = "custom_model_development"  # MLflow 3's "machine learning" (not GenAI) experiment
 NOTE_TAG = "mlflow.note.content"  # the experiment's (and a run's) description in the UI
-COMMIT_TAG = "mlflow.source.git.commit"
 
 
 def study_label(tags: Mapping[str, Any], study_id: str) -> str:
@@ -55,19 +54,16 @@ def trial_name(label: str, study_id: str, trial_key: str) -> str:
 
 
 def system_tags(source: str = "orchestrator.sweep") -> dict[str, str]:
-    """MLflow's standard source, user and commit tags (the UI shows them as columns)."""
-    from orchestrator.provenance import git_sha
+    """MLflow's standard source, user and commit tags (the UI shows them as columns); the
+    commit comes from :mod:`orchestrator.provenance` (``git_dirty`` is among its run tags)."""
+    from orchestrator.provenance import mlflow_git_tags
 
-    sha = git_sha()
     tags = {"mlflow.source.name": source, "mlflow.source.type": "LOCAL"}
     try:
         tags["mlflow.user"] = getpass.getuser()
     except (KeyError, OSError):  # no user name in a container
         pass
-    if sha and sha != "unknown":
-        tags[COMMIT_TAG] = sha.removesuffix("-dirty")
-        tags["git_dirty"] = str(sha.endswith("-dirty")).lower()
-    return tags
+    return {**tags, **mlflow_git_tags()}
 
 
 def describe(experiment: str, config: Mapping[str, Any]) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from orchestrator.plan import Study
-from orchestrator.provenance import mlflow_git_tags, provenance_tags
+from orchestrator.provenance import provenance_tags
 from orchestrator.search import METRIC
 from orchestrator.trial import split_params
 
@@ -49,7 +49,6 @@ def study_tags(study: Study, extracted: Extracted) -> dict[str, str]:
         "probe": study.probe.name,
         "metric": extracted.metric,
         **provenance_tags(),
-        **mlflow_git_tags(),
     }
 
 

@@ -308,24 +308,26 @@ def _run_locked(cfg, sync) -> int:
     return 1 if failed else 0
 
 
+def _store_in_folder(cfg) -> bool:
+    """True when the MLflow store is the output folder's own sqlite file."""
+    from orchestrator.relocate import DB
+
+    return cfg.tracking_uri == f"sqlite:///{(cfg.out_dir / DB).resolve()}"
+
+
 def _relocate_store(cfg) -> None:
     """(#23) A resumed sweep in a moved output folder: its store's artifact URIs follow it."""
     from orchestrator.relocate import DB, relocate
 
-    if (
-        cfg.tracking_uri == f"sqlite:///{(cfg.out_dir / DB).resolve()}"
-        and (cfg.out_dir / DB).exists()
-    ):
+    if _store_in_folder(cfg) and (cfg.out_dir / DB).exists():
         relocate(cfg.out_dir)
 
 
 def _relocate_line(cfg) -> str:
     """(#23) The final lines name ``orchestrator.relocate`` when the store is in the folder."""
-    from orchestrator.relocate import DB, relocate_hint
+    from orchestrator.relocate import relocate_hint
 
-    if cfg.tracking_uri != f"sqlite:///{(cfg.out_dir / DB).resolve()}":
-        return ""
-    return "\n" + relocate_hint(cfg.out_dir)
+    return "\n" + relocate_hint(cfg.out_dir) if _store_in_folder(cfg) else ""
 
 
 def dry_run(cfg, verbose: bool = False, gpus: float | None = None) -> int:

@@ -194,3 +194,27 @@ def test_failed_trial_run_is_failed_with_its_reason(tmp_path: Path) -> None:
     assert failed.info.status == "FAILED" and failed.data.tags["state"] == "failed"
     assert "out of memory" in failed.data.tags["error"]
     assert runs["eat·synth_events·linear·search-1"].data.tags["state"] == "retried"
+
+
+def test_a_sweep_resumed_in_a_moved_folder_points_its_store_at_it(tmp_path: Path) -> None:
+    """The run's own pre-MLflow step: a store whose artifacts name the folder it was moved
+    from reads them from its new place; a store elsewhere is left alone."""
+    from types import SimpleNamespace
+
+    from orchestrator.sweep import _relocate_store
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    client = MlflowClient(f"sqlite:///{old / 'mlflow.db'}")
+    exp = client.create_experiment("quickstart", artifact_location=(old / "mlartifacts").as_uri())
+    run = client.create_run(exp)
+    (old / "report.csv").write_text("backbone,score\n")
+    client.log_artifact(run.info.run_id, str(old / "report.csv"), "report")
+    old.rename(new)
+    elsewhere = SimpleNamespace(out_dir=new, tracking_uri="http://mlflow:5000")
+    _relocate_store(elsewhere)  # not the folder's own store: nothing to do
+    moved = SimpleNamespace(out_dir=new, tracking_uri=f"sqlite:///{(new / 'mlflow.db').resolve()}")
+    _relocate_store(moved)
+    again = MlflowClient(moved.tracking_uri)
+    assert again.get_experiment(exp).artifact_location == (new / "mlartifacts").as_uri()
+    local = again.download_artifacts(run.info.run_id, "report/report.csv", str(tmp_path / "d"))
+    assert Path(local).read_text().startswith("backbone")
