@@ -20,8 +20,12 @@ class BuildPy(build_py):
 
     def run(self) -> None:
         super().run()
-        if COSTS.exists():
-            self.copy_file(str(COSTS), str(Path(self.build_lib) / "orchestrator" / "costs.json"))
+        # An editable install reads the checkout's benchmarks/costs.json (orchestrator/cost.py).
+        if getattr(self, "editable_mode", False) or not COSTS.exists():
+            return
+        target = Path(self.build_lib) / "orchestrator" / "costs.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.copy_file(str(COSTS), str(target))
 
 
 SWEEPS = "orchestrator.sweeps"
